@@ -1,0 +1,151 @@
+"""The voting agent: joins the stages' votes for a tick into one explained signal.
+
+Weights are learned online from the outcomes the stages report (Hedge on log-loss), per
+symbol. A quorum of voting stages is required, and a confidence threshold on the ensemble's
+P(up) turns it into BUY / SELL; anything else is HOLD.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from config.settings import PipelineConfig
+from models.ensemble import HedgeWeights
+from models.state import MemoryStateStore, StateStore, state_key
+from streams.records import Action, Label, Signal, StageVote, Vote
+
+VOTER = "voting"
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A realised up/down outcome with what the ensemble and each stage had predicted."""
+
+    symbol: str
+    seq: int
+    ts: int
+    up: bool
+    p_ensemble: float
+    p_stages: dict[str, float | None]
+
+
+@dataclass
+class VoterState:
+    weights: HedgeWeights
+    pending: OrderedDict[int, tuple[int, float, dict[str, float | None]]] = field(
+        default_factory=OrderedDict
+    )
+    flats: int = 0
+    dropped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    signal: Signal
+    scored: tuple[Scored, ...]
+
+
+def signal_id(config_hash: str, symbol: str, seq: int, ts: int) -> str:
+    """Deterministic: the same input and config always give the same id."""
+    return hashlib.sha256(f"{config_hash}|{symbol}|{seq}|{ts}".encode()).hexdigest()[:32]
+
+
+class Voter:
+    def __init__(self, cfg: PipelineConfig, store: StateStore | None = None) -> None:
+        self.cfg = cfg.voting
+        self.stage_names = tuple(s.name for s in cfg.stages)
+        self.horizon_ns = cfg.horizon_ns
+        self.config_hash = cfg.config_hash()
+        self.store: StateStore = store if store is not None else MemoryStateStore()
+        self._live: dict[str, VoterState] = {}
+
+    def state(self, symbol: str) -> VoterState:
+        st = self._live.get(symbol)
+        if st is None:
+            key = state_key(VOTER, symbol)
+            st = self.store.get(key)
+            if st is None:
+                w = HedgeWeights.uniform(self.stage_names, self.cfg.learning_rate, self.cfg.share)
+                st = VoterState(w)
+                self.store.put(key, st)
+            self._live[symbol] = st
+        return st
+
+    def process(self, votes: Sequence[Vote]) -> Decision:
+        """Learn from the outcomes the votes carry, then combine the votes into a signal.
+
+        ``votes`` are for one tick; stages absent from it are reported as missing.
+        """
+        first = votes[0]
+        symbol, seq, ts = first.symbol, first.seq, first.ts
+        st = self.state(symbol)
+        scored = self._learn(st, symbol, votes)
+
+        by_stage = {v.stage: v for v in votes}
+        probs = {v.stage: v.p_up for v in votes if v.p_up is not None}
+        quorum_met = len(probs) >= self.cfg.quorum
+        p_up = st.weights.combine(probs) if quorum_met else 0.5
+        thr = self.cfg.threshold
+        if quorum_met and p_up >= thr:
+            action = Action.BUY
+        elif quorum_met and p_up <= 1.0 - thr:
+            action = Action.SELL
+        else:
+            action = Action.HOLD
+
+        st.pending[seq] = (ts, p_up, {v.stage: v.p_up for v in votes})
+        if len(st.pending) > self.cfg.max_pending:
+            st.pending.popitem(last=False)
+            st.dropped += 1
+
+        weights = st.weights.weights
+        receipt = tuple(
+            StageVote(
+                name=name,
+                model=by_stage[name].model,
+                version=by_stage[name].version,
+                p_up=by_stage[name].p_up,
+                weight=weights[name],
+            )
+            for name in self.stage_names
+            if name in by_stage
+        )
+        missing = tuple(n for n in self.stage_names if n not in by_stage)
+        signal = Signal(
+            id=signal_id(self.config_hash, symbol, seq, ts),
+            symbol=symbol,
+            seq=seq,
+            ts=ts,
+            horizon_ns=self.horizon_ns,
+            action=action,
+            p_up=p_up,
+            quorum_met=quorum_met,
+            stages=receipt,
+            missing=missing,
+            config_hash=self.config_hash,
+        )
+        return Decision(signal, scored)
+
+    @staticmethod
+    def _learn(st: VoterState, symbol: str, votes: Sequence[Vote]) -> tuple[Scored, ...]:
+        outcomes: dict[int, Label] = {}
+        for v in votes:
+            for o in v.outcomes:
+                outcomes[o.seq] = o.label
+        scored: list[Scored] = []
+        for seq in sorted(outcomes):
+            entry = st.pending.pop(seq, None)
+            if entry is None:
+                continue  # already applied (re-delivery) or dropped
+            label = outcomes[seq]
+            if label is Label.FLAT:
+                st.flats += 1
+                continue
+            ts, p_ens, p_stages = entry
+            up = label is Label.UP
+            st.weights.update(p_stages, up)
+            scored.append(Scored(symbol, seq, ts, up, p_ens, p_stages))
+        return tuple(scored)

@@ -1,0 +1,143 @@
+"""Pipeline configuration: frozen, validated (unknown keys are errors), hashable.
+
+The config hash is part of every signal id, so two runs agree on ids exactly when they ran
+the same configuration on the same input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Frozen):
+    """A River estimator by dotted path, with parameters; nested specs are built recursively.
+
+    ``steps`` composes a pipeline (``a | b | c``) instead of a single ``path``.
+    """
+
+    path: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    steps: tuple[ModelSpec, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ModelSpec:
+        if (self.path is None) == (not self.steps):
+            raise ValueError("give exactly one of 'path' (an estimator) or 'steps' (a pipeline)")
+        if self.path is not None and "." not in self.path:
+            raise ValueError(f"path must be a dotted import path, got {self.path!r}")
+        return self
+
+
+class StageConfig(_Frozen):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    extractor: Literal["microstructure", "momentum", "volatility"]
+    features: tuple[str, ...]
+    model: ModelSpec
+    calibrate: bool = True
+    calibration_lr: float = Field(default=0.002, gt=0)
+    calibration_intercept: bool = False
+    warmup: int = Field(default=50, ge=0)
+    max_pending: int = Field(default=100_000, gt=0)
+
+    @field_validator("features")
+    @classmethod
+    def _non_empty(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("a stage needs at least one feature")
+        if len(set(v)) != len(v):
+            raise ValueError("features must be unique")
+        return v
+
+
+class VotingConfig(_Frozen):
+    quorum: int = Field(default=2, ge=1)
+    threshold: float = Field(default=0.55, gt=0.5, lt=1.0)
+    learning_rate: float = Field(default=0.5, gt=0, description="Hedge eta on log-loss")
+    share: float = Field(default=0.01, ge=0, lt=1, description="fixed-share mixing")
+    max_pending: int = Field(default=100_000, gt=0)
+
+
+class ReaderConfig(_Frozen):
+    reorder_tolerance_ms: int = Field(default=2_000, ge=0)
+
+
+class PipelineConfig(_Frozen):
+    name: str = "quorum"
+    seed: int = 42
+    horizon_s: float = Field(default=5.0, gt=0)
+    dead_band_bps: float = Field(default=0.0, ge=0)
+    trigger: tuple[Literal["trade", "quote"], ...] = ("trade",)
+    stages: tuple[StageConfig, ...]
+    voting: VotingConfig = VotingConfig()
+    reader: ReaderConfig = ReaderConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> PipelineConfig:
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique, got {names}")
+        if not self.stages:
+            raise ValueError("at least one stage is required")
+        if self.voting.quorum > len(self.stages):
+            raise ValueError(
+                f"voting.quorum ({self.voting.quorum}) exceeds the number of stages "
+                f"({len(self.stages)})"
+            )
+        if not self.trigger:
+            raise ValueError("trigger must list at least one tick type")
+        return self
+
+    @property
+    def horizon_ns(self) -> int:
+        return round(self.horizon_s * 1e9)
+
+    def config_hash(self) -> str:
+        """Stable hash of every setting that can change a signal."""
+        blob = orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def with_overrides(self, **changes: Any) -> PipelineConfig:
+        data = self.model_dump()
+        data.update({k: v for k, v in changes.items() if v is not None})
+        return PipelineConfig.model_validate(data)
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the key."""
+
+
+def _format_errors(path: Path, err: ValidationError) -> str:
+    lines = [f"{path}: invalid configuration"]
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"]) or "<root>"
+        lines.append(f"  {loc}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(path: Path | str | None = None) -> PipelineConfig:
+    """Load and validate a YAML config (the packaged default when ``path`` is None)."""
+    p = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such config file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping")
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(p, e)) from None

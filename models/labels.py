@@ -1,0 +1,98 @@
+"""Delayed labels without lookahead.
+
+A trigger tick at time ``t`` is labelled once event time has moved *past* ``t + horizon``:
+only then are all ticks stamped at or before the deadline known. The label compares the
+reference price at the deadline with the one at ``t`` (mid when a quote is known, else the
+last trade price).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.records import Label, Quote, Tick
+
+
+@dataclass(slots=True)
+class ReferencePrice:
+    """Mid when a quote is known, else the last trade price."""
+
+    mid: float = 0.0
+    last_trade: float = 0.0
+
+    def update(self, tick: Tick) -> None:
+        if isinstance(tick, Quote):
+            self.mid = (tick.bid + tick.ask) * 0.5
+        else:
+            self.last_trade = tick.price
+
+    @property
+    def value(self) -> float:
+        return self.mid if self.mid > 0.0 else self.last_trade
+
+
+def label_of(before: float, after: float, dead_band_bps: float) -> Label:
+    """Up, down or flat by the relative move, with a symmetric dead-band in basis points."""
+    if dead_band_bps > 0.0:
+        move_bps = (after / before - 1.0) * 1e4
+        if move_bps > dead_band_bps:
+            return Label.UP
+        if move_bps < -dead_band_bps:
+            return Label.DOWN
+        return Label.FLAT
+    if after > before:
+        return Label.UP
+    if after < before:
+        return Label.DOWN
+    return Label.FLAT
+
+
+@dataclass(slots=True)
+class Pending:
+    deadline: int
+    seq: int
+    ref: float
+    payload: Any
+
+
+@dataclass(slots=True)
+class Labeler:
+    """Holds trigger ticks until their horizon has passed, then labels each exactly once.
+
+    Memory is bounded by ``max_pending``; the oldest entries are dropped (and counted) beyond it.
+    """
+
+    horizon_ns: int
+    dead_band_bps: float = 0.0
+    max_pending: int = 100_000
+    ref: ReferencePrice = field(default_factory=ReferencePrice)
+    pending: deque[Pending] = field(default_factory=deque)
+    dropped: int = 0
+
+    def resolve(self, now: int) -> list[tuple[Pending, Label]]:
+        """Label every pending tick whose deadline lies strictly before ``now``.
+
+        Call it *before* applying the tick stamped ``now``: the reference price then is the
+        one at the deadline.
+        """
+        out: list[tuple[Pending, Label]] = []
+        pending = self.pending
+        if not pending or pending[0].deadline >= now:
+            return out
+        price = self.ref.value
+        while pending and pending[0].deadline < now:
+            p = pending.popleft()
+            out.append((p, label_of(p.ref, price, self.dead_band_bps)))
+        return out
+
+    def observe(self, tick: Tick) -> None:
+        self.ref.update(tick)
+
+    def add(self, seq: int, ts: int, payload: Any) -> None:
+        """Register the trigger tick ``seq`` at ``ts`` (after :meth:`observe` of that tick)."""
+        self.pending.append(Pending(ts + self.horizon_ns, seq, self.ref.value, payload))
+        if len(self.pending) > self.max_pending:
+            self.pending.popleft()
+            self.dropped += 1

@@ -1,0 +1,47 @@
+"""The state-store seam: where stages and the voting agent keep their per-symbol state.
+
+The embedded backtest keeps live objects in memory; a Redis store (later) serialises the same
+objects. Logic only ever talks to :class:`StateStore`.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, Protocol
+
+
+class StateStore(Protocol):
+    def get(self, key: str) -> Any | None: ...
+
+    def put(self, key: str, value: Any) -> None: ...
+
+    def keys(self) -> list[str]: ...
+
+
+class MemoryStateStore:
+    """Live objects in a dict: no serialisation cost, for the embedded backtest and tests."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any | None:
+        return self._data.get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        self._data[key] = value
+
+    def keys(self) -> list[str]:
+        return sorted(self._data)
+
+
+def state_key(owner: str, symbol: str) -> str:
+    return f"{owner}/{symbol}"
+
+
+def dumps_state(value: Any) -> bytes:
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def loads_state(blob: bytes) -> Any:
+    """Unpickle trusted state only: callers must have verified where ``blob`` came from."""
+    return pickle.loads(blob)

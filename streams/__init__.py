@@ -1,0 +1,1 @@
+"""Records, codecs, readers and every touch of Kafka: the edges of quorum."""

@@ -1,0 +1,363 @@
+"""Tick readers: Binance websocket recordings, a generic tick CSV, and quorum's own JSONL.
+
+Every reader streams (bounded memory), yields ticks in event-time order per file (a small
+reorder buffer absorbs jitter up to a tolerance), and the files are merged by event time,
+stable for equal times (file order, then line order). Bad lines become :class:`Reject` records
+passed to ``on_reject``; a missing or wholly unreadable file raises :class:`ReaderError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import heapq
+import io
+import statistics
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import IO
+
+import orjson
+
+from streams.codecs import DecodeError, tick_from_dict
+from streams.records import Quote, Reject, Tick, Trade
+from streams.timeparse import parse_time_ns
+from streams.validation import InvalidTick, validate
+
+RejectSink = Callable[[Reject], None]
+Located = tuple[int, int, int, Tick]  # (ts, file index, line number, tick)
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_OFFSET_SAMPLE_TRADES = 2_000
+_OFFSET_SCAN_LINES = 50_000
+
+
+class ReaderError(Exception):
+    """Input that cannot be used at all: the message names the file (and line when known)."""
+
+
+class Format(StrEnum):
+    BINANCE = "binance"
+    CSV = "csv"
+    JSONL = "jsonl"
+
+
+@dataclass
+class ReaderStats:
+    """Counters of one read, shared by all files of it."""
+
+    lines: int = 0
+    ticks: int = 0
+    skipped: int = 0  # frames we knowingly ignore (depth diffs, REST snapshots)
+    rejected: int = 0
+    filtered: int = 0  # valid ticks outside --symbols/--start/--end
+    quote_offset_ns: dict[str, int] = field(default_factory=dict)
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    if not path.exists():
+        raise ReaderError(f"{path}: no such file")
+    if not path.is_file():
+        raise ReaderError(f"{path}: not a regular file")
+    try:
+        raw = path.open("rb")
+        magic = raw.read(2)
+        raw.seek(0)
+    except OSError as e:
+        raise ReaderError(f"{path}: cannot read: {e.strerror or e}") from None
+    if magic == _GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    return raw
+
+
+def open_text(path: Path) -> IO[str]:
+    """Open a plain or gzipped text file (gzip detected by its magic bytes, not its name)."""
+    return io.TextIOWrapper(_open_binary(path), encoding="utf-8", errors="replace", newline="")
+
+
+def _first_line(path: Path) -> str:
+    try:
+        with open_text(path) as f:
+            for line in f:
+                if line.strip():
+                    return line.strip()
+    except (OSError, EOFError, zlib.error) as e:
+        raise ReaderError(f"{path}:1: unreadable: {e}") from None
+    raise ReaderError(f"{path}: empty file")
+
+
+def detect_format(path: Path) -> Format:
+    """Tell the format from the content: ``<ns> {json}`` lines, JSON lines, or a CSV header."""
+    line = _first_line(path)
+    head, _, rest = line.partition(" ")
+    if head.isdigit() and rest.lstrip().startswith("{"):
+        return Format.BINANCE
+    if line.startswith("{"):
+        return Format.JSONL
+    cols = {c.strip().lower() for c in line.split(",")}
+    if {"ts", "symbol"} <= cols:
+        return Format.CSV
+    raise ReaderError(
+        f"{path}:1: cannot detect the format (expected '<recv_ns> <json>' Binance lines, "
+        f"JSON lines, or a CSV header with ts and symbol); got {line[:80]!r}"
+    )
+
+
+# --- per-format line parsers: yield (line_no, tick) or report rejects ------------------------
+
+
+def _lines(path: Path, on_reject: RejectSink, stats: ReaderStats) -> Iterator[tuple[int, str]]:
+    """Numbered non-empty lines; a file that breaks mid-way is rejected from there, not fatal."""
+    n = 0
+    try:
+        with open_text(path) as f:
+            for n, line in enumerate(f, start=1):
+                stats.lines += 1
+                if line.strip():
+                    yield n, line
+    except (OSError, EOFError, zlib.error) as e:
+        if n == 0:
+            raise ReaderError(f"{path}: unreadable: {e}") from None
+        stats.rejected += 1
+        on_reject(Reject(str(path), n + 1, f"unreadable from here on (truncated or corrupt): {e}"))
+
+
+def _measure_quote_offset(path: Path) -> int:
+    """Median of (exchange trade time - local receive time) over the first trades of a file.
+
+    Spot bookTicker frames carry no exchange time; shifting their receive time by this offset
+    puts them on the exchange's clock, deterministically for a given file.
+    """
+    samples: list[int] = []
+    try:
+        with open_text(path) as f:
+            for i, line in enumerate(f):
+                if i >= _OFFSET_SCAN_LINES or len(samples) >= _OFFSET_SAMPLE_TRADES:
+                    break
+                head, _, body = line.partition(" ")
+                if "@trade" not in body[:64] or not head.isdigit():
+                    continue
+                try:
+                    t = orjson.loads(body)["data"]["T"]
+                    samples.append(int(t) * 1_000_000 - int(head))
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                    continue
+    except (OSError, EOFError, zlib.error):
+        return 0
+    return int(statistics.median_low(samples)) if samples else 0
+
+
+def _binance_ticks(
+    path: Path, on_reject: RejectSink, stats: ReaderStats
+) -> Iterator[tuple[int, Tick]]:
+    offset = _measure_quote_offset(path)
+    stats.quote_offset_ns[str(path)] = offset
+    src = str(path)
+    for n, line in _lines(path, on_reject, stats):
+        head, _, body = line.partition(" ")
+        try:
+            recv = int(head)
+            frame = orjson.loads(body)
+        except (ValueError, orjson.JSONDecodeError) as e:
+            stats.rejected += 1
+            on_reject(Reject(src, n, f"malformed line: {e}", line[:200]))
+            continue
+        if not isinstance(frame, dict):
+            stats.rejected += 1
+            on_reject(Reject(src, n, "frame is not a JSON object", line[:200]))
+            continue
+        stream = frame.get("stream")
+        data = frame.get("data")
+        if stream is None:
+            stats.skipped += 1  # REST depth snapshot or other non-stream message
+            continue
+        try:
+            tick: Tick
+            if not isinstance(data, dict):
+                raise ValueError("frame has no data object")
+            if stream.endswith("@trade"):
+                tick = Trade(
+                    str(data["s"]),
+                    int(data["T"]) * 1_000_000,
+                    float(data["p"]),
+                    float(data["q"]),
+                    "sell" if data["m"] else "buy",
+                )
+            elif stream.endswith("@bookTicker"):
+                exch = data.get("T") or data.get("E")
+                ts = int(exch) * 1_000_000 if exch else recv + offset
+                tick = Quote(
+                    str(data["s"]),
+                    ts,
+                    float(data["b"]),
+                    float(data["a"]),
+                    float(data["B"]),
+                    float(data["A"]),
+                )
+            else:
+                stats.skipped += 1  # depth diffs and other streams are not used
+                continue
+            validate(tick)
+        except KeyError as e:
+            stats.rejected += 1
+            on_reject(Reject(src, n, f"missing field {e}", line[:200]))
+            continue
+        except (InvalidTick, ValueError, TypeError) as e:
+            stats.rejected += 1
+            on_reject(Reject(src, n, str(e), line[:200]))
+            continue
+        yield n, tick
+
+
+_CSV_COLUMNS = ("ts", "symbol", "price", "size", "side", "bid", "ask", "bid_size", "ask_size")
+
+
+def _csv_ticks(path: Path, on_reject: RejectSink, stats: ReaderStats) -> Iterator[tuple[int, Tick]]:
+    src = str(path)
+    lines = _lines(path, on_reject, stats)
+    first = next(lines, None)
+    if first is None:
+        raise ReaderError(f"{path}: empty file")
+    header = [c.strip().lower() for c in next(csv.reader([first[1]]))]
+    missing = {"ts", "symbol"} - set(header)
+    if missing:
+        raise ReaderError(f"{path}:{first[0]}: CSV header lacks column(s) {sorted(missing)}")
+    idx = {c: header.index(c) for c in _CSV_COLUMNS if c in header}
+    width = len(header)
+
+    def col(row: list[str], name: str) -> str:
+        i = idx.get(name)
+        return row[i].strip() if i is not None else ""
+
+    for n, line in lines:
+        row = next(csv.reader([line]))
+        if len(row) < width:
+            stats.rejected += 1
+            on_reject(Reject(src, n, f"expected {width} columns, got {len(row)}", line[:200]))
+            continue
+        try:
+            ts = parse_time_ns(col(row, "ts"))
+            symbol = col(row, "symbol")
+            tick: Tick
+            if col(row, "price"):
+                side = col(row, "side").lower() or None
+                if side not in (None, "buy", "sell"):
+                    raise ValueError(f"side must be buy or sell, got {side!r}")
+                tick = Trade(symbol, ts, float(col(row, "price")), float(col(row, "size")), side)
+            elif col(row, "bid") and col(row, "ask"):
+                tick = Quote(
+                    symbol,
+                    ts,
+                    float(col(row, "bid")),
+                    float(col(row, "ask")),
+                    float(col(row, "bid_size") or 0.0),
+                    float(col(row, "ask_size") or 0.0),
+                )
+            else:
+                raise ValueError("row is neither a trade (price, size) nor a quote (bid, ask)")
+            validate(tick)
+        except (InvalidTick, ValueError) as e:
+            stats.rejected += 1
+            on_reject(Reject(src, n, str(e), line[:200]))
+            continue
+        yield n, tick
+
+
+def _jsonl_ticks(
+    path: Path, on_reject: RejectSink, stats: ReaderStats
+) -> Iterator[tuple[int, Tick]]:
+    src = str(path)
+    for n, line in _lines(path, on_reject, stats):
+        try:
+            tick = tick_from_dict(orjson.loads(line))
+        except orjson.JSONDecodeError as e:
+            stats.rejected += 1
+            on_reject(Reject(src, n, f"malformed JSON: {e}", line[:200]))
+            continue
+        except DecodeError as e:
+            stats.rejected += 1
+            on_reject(Reject(src, n, str(e), line[:200]))
+            continue
+        yield n, tick
+
+
+_PARSERS = {Format.BINANCE: _binance_ticks, Format.CSV: _csv_ticks, Format.JSONL: _jsonl_ticks}
+
+
+def _in_order(
+    parsed: Iterable[tuple[int, Tick]],
+    file_index: int,
+    src: str,
+    tolerance_ns: int,
+    on_reject: RejectSink,
+    stats: ReaderStats,
+) -> Iterator[Located]:
+    """Reorder a nearly sorted stream; ticks later than the tolerance allows are rejected."""
+    heap: list[Located] = []
+    released = -1
+    newest = -1
+    for n, tick in parsed:
+        ts = tick.ts
+        if ts < released:
+            stats.rejected += 1
+            on_reject(
+                Reject(
+                    src,
+                    n,
+                    f"timestamp went backwards by {(released - ts) / 1e6:.3f} ms "
+                    f"(tolerance {tolerance_ns / 1e6:.0f} ms)",
+                )
+            )
+            continue
+        heapq.heappush(heap, (ts, file_index, n, tick))
+        newest = max(newest, ts)
+        while heap and heap[0][0] <= newest - tolerance_ns:
+            item = heapq.heappop(heap)
+            released = item[0]
+            yield item
+    while heap:
+        yield heapq.heappop(heap)
+
+
+def read_ticks(
+    paths: Iterable[Path | str],
+    *,
+    fmt: Format | str | None = None,
+    symbols: Iterable[str] | None = None,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    tolerance_ns: int = 2_000_000_000,
+    on_reject: RejectSink | None = None,
+    stats: ReaderStats | None = None,
+) -> Iterator[Tick]:
+    """Stream valid ticks from ``paths`` merged by event time.
+
+    ``symbols`` filters case-insensitively; ``start_ns`` is inclusive, ``end_ns`` exclusive.
+    Every file is checked (exists, readable, format known) before the first tick is yielded.
+    """
+    sink: RejectSink = on_reject or (lambda r: None)
+    st = stats if stats is not None else ReaderStats()
+    files = [Path(p) for p in paths]
+    if not files:
+        raise ReaderError("no input files given")
+    formats = [Format(fmt) if fmt else detect_format(p) for p in files]
+    for p in files:
+        _first_line(p)  # fail fast on missing/unreadable files, naming them
+    streams = [
+        _in_order(_PARSERS[f](p, sink, st), i, str(p), tolerance_ns, sink, st)
+        for i, (p, f) in enumerate(zip(files, formats, strict=True))
+    ]
+    wanted = {s.upper() for s in symbols} if symbols else None
+    for ts, _, _, tick in heapq.merge(*streams):
+        if (
+            (wanted is not None and tick.symbol.upper() not in wanted)
+            or (start_ns is not None and ts < start_ns)
+            or (end_ns is not None and ts >= end_ns)
+        ):
+            st.filtered += 1
+            continue
+        st.ticks += 1
+        yield tick
