@@ -52,7 +52,7 @@ class Stage:
         build_model(cfg.model, pipeline.seed)  # fail at start-up on a bad model spec
         self.cfg = cfg
         self.name = cfg.name
-        self.model_id = model_id(cfg.name, cfg.model)
+        self.model_id = model_id(cfg)
         self.features = cfg.features
         self._extractor_cls = extractor_cls
         self._seed = pipeline.seed

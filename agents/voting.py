@@ -28,6 +28,7 @@ class Scored:
     seq: int
     ts: int
     up: bool
+    action: Action
     p_ensemble: float
     p_stages: dict[str, float | None]
 
@@ -35,7 +36,7 @@ class Scored:
 @dataclass
 class VoterState:
     weights: HedgeWeights
-    pending: OrderedDict[int, tuple[int, float, dict[str, float | None]]] = field(
+    pending: OrderedDict[int, tuple[int, Action, float, dict[str, float | None]]] = field(
         default_factory=OrderedDict
     )
     flats: int = 0
@@ -96,7 +97,7 @@ class Voter:
         else:
             action = Action.HOLD
 
-        st.pending[seq] = (ts, p_up, {v.stage: v.p_up for v in votes})
+        st.pending[seq] = (ts, action, p_up, {v.stage: v.p_up for v in votes})
         if len(st.pending) > self.cfg.max_pending:
             st.pending.popitem(last=False)
             st.dropped += 1
@@ -144,8 +145,8 @@ class Voter:
             if label is Label.FLAT:
                 st.flats += 1
                 continue
-            ts, p_ens, p_stages = entry
+            ts, action, p_ens, p_stages = entry
             up = label is Label.UP
             st.weights.update(p_stages, up)
-            scored.append(Scored(symbol, seq, ts, up, p_ens, p_stages))
+            scored.append(Scored(symbol, seq, ts, up, action, p_ens, p_stages))
         return tuple(scored)

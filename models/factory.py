@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from config.settings import ModelSpec
+from config.settings import ModelSpec, StageConfig
 
 
 class ModelConfigError(ValueError):
@@ -64,7 +64,7 @@ def build_model(spec: ModelSpec, seed: int) -> Any:
     return model
 
 
-def model_id(stage: str, spec: ModelSpec) -> str:
-    """Names the model by its stage and a hash of its spec, so a swap is visible in receipts."""
-    blob = orjson.dumps(spec.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
-    return f"{stage}:{hashlib.sha256(blob).hexdigest()[:8]}"
+def model_id(stage: StageConfig) -> str:
+    """Names a stage's model by a hash of its spec and features, so a swap shows in receipts."""
+    blob = orjson.dumps(stage.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return f"{stage.name}:{hashlib.sha256(blob).hexdigest()[:8]}"

@@ -23,7 +23,7 @@ from typing import IO
 import orjson
 
 from streams.codecs import DecodeError, tick_from_dict
-from streams.records import Quote, Reject, Tick, Trade
+from streams.records import Quote, Reject, Side, Tick, Trade
 from streams.timeparse import parse_time_ns
 from streams.validation import InvalidTick, validate
 
@@ -57,7 +57,7 @@ class ReaderStats:
     quote_offset_ns: dict[str, int] = field(default_factory=dict)
 
 
-def _open_binary(path: Path) -> IO[bytes]:
+def _open_binary(path: Path) -> IO[bytes] | gzip.GzipFile:
     if not path.exists():
         raise ReaderError(f"{path}: no such file")
     if not path.is_file():
@@ -243,9 +243,14 @@ def _csv_ticks(path: Path, on_reject: RejectSink, stats: ReaderStats) -> Iterato
             symbol = col(row, "symbol")
             tick: Tick
             if col(row, "price"):
-                side = col(row, "side").lower() or None
-                if side not in (None, "buy", "sell"):
-                    raise ValueError(f"side must be buy or sell, got {side!r}")
+                side_text = col(row, "side").lower()
+                side: Side | None
+                if side_text in ("buy", "sell"):
+                    side = "buy" if side_text == "buy" else "sell"
+                elif not side_text:
+                    side = None
+                else:
+                    raise ValueError(f"side must be buy or sell, got {side_text!r}")
                 tick = Trade(symbol, ts, float(col(row, "price")), float(col(row, "size")), side)
             elif col(row, "bid") and col(row, "ask"):
                 tick = Quote(

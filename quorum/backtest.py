@@ -1,0 +1,287 @@
+"""The embedded backtest: the pipeline in-process, no Kafka, no Redis.
+
+It writes ``signals.jsonl`` (byte-identical across runs of the same input and config),
+``report.json``, ``report.html`` and ``rejects.jsonl``, and returns the same to Python callers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from agents.pipeline import Pipeline
+from agents.voting import Decision
+from config.settings import PipelineConfig, load_config
+from quorum.metrics import BinaryScore, Decimator, RollingAccuracy
+from streams.codecs import encode_signal
+from streams.readers import Format, ReaderStats, read_ticks
+from streams.records import Action, Reject, Signal, Trade
+from streams.timeparse import format_time_ns
+
+ProgressHook = Callable[[int], None]
+ROLLING_WINDOW = 500
+
+
+@dataclass
+class BacktestResult:
+    """What a backtest produced: the signals (when kept), the report, and where files went."""
+
+    signals: list[Signal]
+    report: dict[str, Any]
+    out_dir: Path | None = None
+    charts: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class _SymbolCharts:
+    price: Decimator = field(default_factory=Decimator)
+    buy: Decimator = field(default_factory=lambda: Decimator(capacity=2000))
+    sell: Decimator = field(default_factory=lambda: Decimator(capacity=2000))
+    weights: dict[str, Decimator] = field(default_factory=dict)
+
+
+class _Scoreboard:
+    """Accumulates the report's numbers and the charts' series from decisions."""
+
+    def __init__(self, stage_names: tuple[str, ...]) -> None:
+        self.stage_names = stage_names
+        self.ensemble = BinaryScore()
+        self.stages = {n: BinaryScore() for n in stage_names}
+        self.per_symbol: dict[str, dict[str, Any]] = {}
+        self.rolling = {n: RollingAccuracy(ROLLING_WINDOW) for n in ("ensemble", *stage_names)}
+        self.rolling_series = {n: Decimator() for n in ("ensemble", *stage_names)}
+        self.actions = {a.value: 0 for a in Action}
+        self.hits = BinaryScore()
+        self.charts: dict[str, _SymbolCharts] = {}
+        self.last_price: dict[str, float] = {}
+
+    def _symbol(self, symbol: str) -> dict[str, Any]:
+        s = self.per_symbol.get(symbol)
+        if s is None:
+            s = {"events": 0, "trades": 0, "quotes": 0, "signals": 0, "ensemble": BinaryScore()}
+            self.per_symbol[symbol] = s
+            self.charts[symbol] = _SymbolCharts(weights={n: Decimator() for n in self.stage_names})
+        return s
+
+    def tick(self, symbol: str, is_trade: bool, price: float) -> None:
+        s = self._symbol(symbol)
+        s["events"] += 1
+        s["trades" if is_trade else "quotes"] += 1
+        self.last_price[symbol] = price
+
+    def decision(self, d: Decision) -> None:
+        sig = d.signal
+        s = self.per_symbol[sig.symbol]
+        s["signals"] += 1
+        self.actions[sig.action.value] += 1
+        charts = self.charts[sig.symbol]
+        price = self.last_price[sig.symbol]
+        charts.price.add(sig.ts, price)
+        if sig.action is Action.BUY:
+            charts.buy.add(sig.ts, price)
+        elif sig.action is Action.SELL:
+            charts.sell.add(sig.ts, price)
+        for sv in sig.stages:
+            charts.weights[sv.name].add(sig.ts, sv.weight)
+        for sc in d.scored:
+            self.ensemble.update(sc.p_ensemble, sc.up)
+            s["ensemble"].update(sc.p_ensemble, sc.up)
+            self.rolling_series["ensemble"].add(
+                sig.ts, self.rolling["ensemble"].update(sc.p_ensemble, sc.up)
+            )
+            for name, p in sc.p_stages.items():
+                if p is not None:
+                    self.stages[name].update(p, sc.up)
+                    self.rolling_series[name].add(sig.ts, self.rolling[name].update(p, sc.up))
+            if sc.action is not Action.HOLD:
+                self.hits.update(1.0 if sc.action is Action.BUY else 0.0, sc.up)
+
+    def charts_dict(self) -> dict[str, Any]:
+        return {
+            "symbols": {
+                sym: {
+                    "price": c.price.points,
+                    "buy": c.buy.points,
+                    "sell": c.sell.points,
+                    "weights": {n: w.points for n, w in c.weights.items()},
+                }
+                for sym, c in sorted(self.charts.items())
+            },
+            "rolling_accuracy": {n: d.points for n, d in self.rolling_series.items()},
+            "rolling_window": ROLLING_WINDOW,
+        }
+
+
+def _resolve_config(config: PipelineConfig | Path | str | None) -> PipelineConfig:
+    if isinstance(config, PipelineConfig):
+        return config
+    return load_config(config)
+
+
+def run_backtest(
+    paths: Iterable[Path | str],
+    *,
+    config: PipelineConfig | Path | str | None = None,
+    out_dir: Path | str | None = None,
+    horizon_s: float | None = None,
+    symbols: Iterable[str] | None = None,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    fmt: Format | str | None = None,
+    keep_signals: bool = True,
+    progress: ProgressHook | None = None,
+) -> BacktestResult:
+    """Run the pipeline over recorded ticks and score it.
+
+    ``config`` is a validated config, a YAML path, or None for the packaged default.
+    With ``out_dir``, the four output files are written there. ``keep_signals=False`` keeps
+    memory flat on long runs (the signals are still written to ``signals.jsonl``).
+    Raises :class:`streams.readers.ReaderError` for a missing or unusable input file and
+    :class:`config.settings.ConfigError` for an invalid config.
+    """
+    cfg = _resolve_config(config)
+    if horizon_s is not None:
+        cfg = cfg.with_overrides(horizon_s=horizon_s)
+    files = [Path(p) for p in paths]
+    pipeline = Pipeline(cfg)
+    board = _Scoreboard(tuple(s.name for s in cfg.stages))
+    stats = ReaderStats()
+    signals: list[Signal] = []
+    out = Path(out_dir) if out_dir is not None else None
+
+    sig_file: IO[bytes] | None = None
+    rej_file: IO[bytes] | None = None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        sig_file = (out / "signals.jsonl").open("wb")
+        rej_file = (out / "rejects.jsonl").open("wb")
+
+    def on_reject(r: Reject) -> None:
+        if rej_file is not None:
+            rec = {"file": r.source, "line": r.line, "reason": r.reason, "raw": r.raw}
+            rej_file.write(orjson.dumps(rec) + b"\n")
+
+    first_ts: int | None = None
+    last_ts = 0
+    t0 = time.perf_counter()
+    try:
+        ticks = read_ticks(
+            files,
+            fmt=fmt,
+            symbols=symbols,
+            start_ns=start_ns,
+            end_ns=end_ns,
+            tolerance_ns=cfg.reader.reorder_tolerance_ms * 1_000_000,
+            on_reject=on_reject,
+            stats=stats,
+        )
+        n = 0
+        for tick in ticks:
+            n += 1
+            if first_ts is None:
+                first_ts = tick.ts
+            last_ts = tick.ts
+            if isinstance(tick, Trade):
+                board.tick(tick.symbol, True, tick.price)
+            else:
+                board.tick(tick.symbol, False, tick.mid)
+            decision = pipeline.process(tick)
+            if decision is not None:
+                board.decision(decision)
+                if sig_file is not None:
+                    sig_file.write(encode_signal(decision.signal) + b"\n")
+                if keep_signals:
+                    signals.append(decision.signal)
+            if progress is not None and n % 10_000 == 0:
+                progress(n)
+        if progress is not None:
+            progress(n)
+    finally:
+        if sig_file is not None:
+            sig_file.close()
+        if rej_file is not None:
+            rej_file.close()
+    elapsed = time.perf_counter() - t0
+
+    report = _report(cfg, files, pipeline, board, stats, elapsed, first_ts, last_ts)
+    charts = board.charts_dict()
+    if out is not None:
+        (out / "report.json").write_bytes(
+            orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+        )
+        from quorum.report_html import render_html
+
+        (out / "report.html").write_text(render_html(report, charts), encoding="utf-8")
+    return BacktestResult(signals=signals, report=report, out_dir=out, charts=charts)
+
+
+def _report(
+    cfg: PipelineConfig,
+    files: list[Path],
+    pipeline: Pipeline,
+    board: _Scoreboard,
+    stats: ReaderStats,
+    elapsed: float,
+    first_ts: int | None,
+    last_ts: int,
+) -> dict[str, Any]:
+    events = stats.ticks
+    trades = sum(s["trades"] for s in board.per_symbol.values())
+    voter_states = {sym: pipeline.voter.state(sym) for sym in sorted(board.per_symbol)}
+    stages: dict[str, Any] = {}
+    for stage in pipeline.stages:
+        entry = board.stages[stage.name].as_dict()
+        entry["model"] = stage.model_id
+        entry["features"] = list(stage.features)
+        entry["final_weight"] = {
+            sym: st.weights.weights[stage.name] for sym, st in voter_states.items()
+        }
+        entry["examples_learned"] = {sym: stage.state(sym).learned for sym in voter_states}
+        stages[stage.name] = entry
+    first_stage = pipeline.stages[0]
+    labels_pending = sum(len(first_stage.state(sym).labeler.pending) for sym in voter_states)
+    hits = board.hits
+    return {
+        "config_name": cfg.name,
+        "config_hash": cfg.config_hash(),
+        "horizon_s": cfg.horizon_s,
+        "dead_band_bps": cfg.dead_band_bps,
+        "inputs": [str(f) for f in files],
+        "start": format_time_ns(first_ts) if first_ts is not None else None,
+        "end": format_time_ns(last_ts) if first_ts is not None else None,
+        "events": events,
+        "trades": trades,
+        "quotes": events - trades,
+        "rejected": stats.rejected,
+        "skipped": stats.skipped,
+        "filtered": stats.filtered,
+        "elapsed_s": round(elapsed, 3),
+        "events_per_s": round(events / elapsed, 1) if elapsed > 0 else None,
+        "ensemble": board.ensemble.as_dict(),
+        "stages": stages,
+        "signals": {
+            "total": sum(board.actions.values()),
+            **board.actions,
+            "hit_rate": hits.hits / hits.n if hits.n else None,
+            "n_hits_scored": hits.n,
+        },
+        "labels": {
+            "flat": sum(st.flats for st in voter_states.values()),
+            "unresolved_at_end": labels_pending,
+        },
+        "per_symbol": {
+            sym: {
+                "events": s["events"],
+                "trades": s["trades"],
+                "quotes": s["quotes"],
+                "signals": s["signals"],
+                "ensemble": s["ensemble"].as_dict(),
+            }
+            for sym, s in sorted(board.per_symbol.items())
+        },
+    }
