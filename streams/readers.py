@@ -63,14 +63,11 @@ def _open_binary(path: Path) -> IO[bytes] | gzip.GzipFile:
     if not path.is_file():
         raise ReaderError(f"{path}: not a regular file")
     try:
-        raw = path.open("rb")
-        magic = raw.read(2)
-        raw.seek(0)
+        with path.open("rb") as f:
+            magic = f.read(2)
+        return gzip.open(path, "rb") if magic == _GZIP_MAGIC else path.open("rb")
     except OSError as e:
         raise ReaderError(f"{path}: cannot read: {e.strerror or e}") from None
-    if magic == _GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=raw, mode="rb")
-    return raw
 
 
 def open_text(path: Path) -> IO[str]:
