@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Literal, overload
 
 import orjson
 
@@ -57,7 +57,7 @@ class ReaderStats:
     quote_offset_ns: dict[str, int] = field(default_factory=dict)
 
 
-def _open_binary(path: Path) -> IO[bytes] | gzip.GzipFile:
+def _open_binary(path: Path) -> IO[bytes]:
     if not path.exists():
         raise ReaderError(f"{path}: no such file")
     if not path.is_file():
@@ -65,7 +65,10 @@ def _open_binary(path: Path) -> IO[bytes] | gzip.GzipFile:
     try:
         with path.open("rb") as f:
             magic = f.read(2)
-        return gzip.open(path, "rb") if magic == _GZIP_MAGIC else path.open("rb")
+        if magic == _GZIP_MAGIC:
+            # BufferedReader's readline is C code; GzipFile's own is Python
+            return io.BufferedReader(gzip.open(path, "rb"), buffer_size=1 << 16)
+        return path.open("rb")
     except OSError as e:
         raise ReaderError(f"{path}: cannot read: {e.strerror or e}") from None
 
@@ -106,12 +109,27 @@ def detect_format(path: Path) -> Format:
 # --- per-format line parsers: yield (line_no, tick) or report rejects ------------------------
 
 
-def _lines(path: Path, on_reject: RejectSink, stats: ReaderStats) -> Iterator[tuple[int, str]]:
+@overload
+def _lines(
+    path: Path, on_reject: RejectSink, stats: ReaderStats, binary: Literal[False] = False
+) -> Iterator[tuple[int, str]]: ...
+
+
+@overload
+def _lines(
+    path: Path, on_reject: RejectSink, stats: ReaderStats, binary: Literal[True]
+) -> Iterator[tuple[int, bytes]]: ...
+
+
+def _lines(
+    path: Path, on_reject: RejectSink, stats: ReaderStats, binary: bool = False
+) -> Iterator[tuple[int, str]] | Iterator[tuple[int, bytes]]:
     """Numbered non-empty lines; a file that breaks mid-way is rejected from there, not fatal."""
     n = 0
     try:
-        with open_text(path) as f:
-            for n, line in enumerate(f, start=1):
+        f: IO[Any] = _open_binary(path) if binary else open_text(path)
+        with f:
+            for n, line in enumerate(f, start=1):  # noqa: B007 - n is read after the loop
                 stats.lines += 1
                 if line.strip():
                     yield n, line
@@ -120,6 +138,10 @@ def _lines(path: Path, on_reject: RejectSink, stats: ReaderStats) -> Iterator[tu
             raise ReaderError(f"{path}: unreadable: {e}") from None
         stats.rejected += 1
         on_reject(Reject(str(path), n + 1, f"unreadable from here on (truncated or corrupt): {e}"))
+
+
+def _excerpt(raw: bytes) -> str:
+    return raw[:200].decode("utf-8", "replace").rstrip()
 
 
 def _measure_quote_offset(path: Path) -> int:
@@ -153,18 +175,21 @@ def _binance_ticks(
     offset = _measure_quote_offset(path)
     stats.quote_offset_ns[str(path)] = offset
     src = str(path)
-    for n, line in _lines(path, on_reject, stats):
-        head, _, body = line.partition(" ")
+    for n, raw in _lines(path, on_reject, stats, binary=True):
+        head, _, body = raw.partition(b" ")
+        if body.find(b"@depth", 0, 48) >= 0:
+            stats.skipped += 1  # depth diffs are not used: skip before paying for the parse
+            continue
         try:
             recv = int(head)
             frame = orjson.loads(body)
         except (ValueError, orjson.JSONDecodeError) as e:
             stats.rejected += 1
-            on_reject(Reject(src, n, f"malformed line: {e}", line[:200]))
+            on_reject(Reject(src, n, f"malformed line: {e}", _excerpt(raw)))
             continue
         if not isinstance(frame, dict):
             stats.rejected += 1
-            on_reject(Reject(src, n, "frame is not a JSON object", line[:200]))
+            on_reject(Reject(src, n, "frame is not a JSON object", _excerpt(raw)))
             continue
         stream = frame.get("stream")
         data = frame.get("data")
@@ -195,16 +220,16 @@ def _binance_ticks(
                     float(data["A"]),
                 )
             else:
-                stats.skipped += 1  # depth diffs and other streams are not used
+                stats.skipped += 1  # other streams are not used
                 continue
             validate(tick)
         except KeyError as e:
             stats.rejected += 1
-            on_reject(Reject(src, n, f"missing field {e}", line[:200]))
+            on_reject(Reject(src, n, f"missing field {e}", _excerpt(raw)))
             continue
         except (InvalidTick, ValueError, TypeError) as e:
             stats.rejected += 1
-            on_reject(Reject(src, n, str(e), line[:200]))
+            on_reject(Reject(src, n, str(e), _excerpt(raw)))
             continue
         yield n, tick
 
