@@ -88,13 +88,16 @@ class Stage:
 
     def process(self, tick: Tick) -> Vote | None:
         """Apply one tick; return a vote when it is a trigger tick, else None."""
-        st = self.state(tick.symbol)
+        st = self._live.get(tick.symbol) or self.state(tick.symbol)
         st.seq += 1
-        for pending, label in st.labeler.resolve(tick.ts):
-            st.unsent.append(Outcome(pending.seq, label))
-            if label is not Label.FLAT:
-                self._learn(st, pending.payload, label is Label.UP)
-        st.labeler.observe(tick)
+        labeler = st.labeler
+        queue = labeler.pending
+        if queue and queue[0].deadline < tick.ts:  # cheap test first: most ticks resolve nothing
+            for pending, label in labeler.resolve(tick.ts):
+                st.unsent.append(Outcome(pending.seq, label))
+                if label is not Label.FLAT:
+                    self._learn(st, pending.payload, label is Label.UP)
+        labeler.ref.update(tick)
         st.extractor.update(tick)
         if tick.kind not in self._triggers:
             return None
