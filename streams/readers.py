@@ -129,7 +129,7 @@ def _lines(
     try:
         f: IO[Any] = _open_binary(path) if binary else open_text(path)
         with f:
-            for n, line in enumerate(f, start=1):  # noqa: B007 - n is read after the loop
+            for n, line in enumerate(f, start=1):
                 stats.lines += 1
                 if line.strip():
                     yield n, line

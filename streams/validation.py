@@ -36,9 +36,13 @@ def validate(tick: Tick) -> Tick:
         if not 0.0 < tick.ask < _INF:
             raise InvalidTick(f"ask must be a positive finite number, got {tick.ask!r}")
         if not 0.0 <= tick.bid_size < _INF:
-            raise InvalidTick(f"bid_size must be a non-negative finite number, got {tick.bid_size!r}")
+            raise InvalidTick(
+                f"bid_size must be a non-negative finite number, got {tick.bid_size!r}"
+            )
         if not 0.0 <= tick.ask_size < _INF:
-            raise InvalidTick(f"ask_size must be a non-negative finite number, got {tick.ask_size!r}")
+            raise InvalidTick(
+                f"ask_size must be a non-negative finite number, got {tick.ask_size!r}"
+            )
         if tick.bid >= tick.ask:
             raise InvalidTick(f"crossed or locked quote: bid {tick.bid} >= ask {tick.ask}")
     return tick

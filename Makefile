@@ -1,0 +1,32 @@
+# quorum — the two commands of the README, plus the checks and benchmarks.
+.PHONY: setup demo test check unit integration bench services-up services-down clean
+
+setup:
+	scripts/setup.sh
+
+demo: setup
+	.venv/bin/quorum backtest data/binance/spot/*.gz --out out/demo
+
+test:
+	scripts/test.sh
+
+check: setup
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
+
+unit: setup
+	.venv/bin/python -m pytest tests/unit -q
+
+integration: setup services-up
+	.venv/bin/python -m pytest tests/integration -q -m integration
+
+bench: setup
+	.venv/bin/python -m bench.bench_backtest
+
+services-up:
+	scripts/services.sh up
+
+services-down:
+	scripts/services.sh down
+
+clean:
+	rm -rf out bench/out .pytest_cache .mypy_cache .ruff_cache

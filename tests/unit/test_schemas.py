@@ -1,0 +1,53 @@
+"""Every record we write validates against its published JSON Schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import orjson
+import pytest
+
+from quorum import run_backtest
+from streams.codecs import encode_tick, encode_vote
+from streams.records import Label, Outcome, Quote, Trade, Vote
+from tests.conftest import SAMPLE_FILES
+
+SCHEMAS = Path(__file__).parents[2] / "streams" / "schemas"
+
+
+def _validator(name: str) -> jsonschema.Draft202012Validator:
+    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_ticks_and_votes_match_their_schemas() -> None:
+    tick = _validator("tick")
+    for t in (
+        Trade("A", 1, 2.0, 3.0, "buy"),
+        Trade("A", 1, 2.0, 3.0),
+        Quote("A", 1, 1.0, 2.0, 0, 1),
+    ):
+        tick.validate(orjson.loads(encode_tick(t)))
+    with pytest.raises(jsonschema.ValidationError):
+        tick.validate({"type": "trade", "symbol": "A", "ts": 1, "price": -1, "size": 1})
+    vote = Vote("s", "s:1", 3, "A", 9, 1, None, (Outcome(2, Label.UP),))
+    _validator("vote").validate(orjson.loads(encode_vote(vote)))
+
+
+def test_backtest_outputs_match_their_schemas(tmp_path: Path) -> None:
+    run_backtest(SAMPLE_FILES, out_dir=tmp_path, end_ns=1_723_161_300_000_000_000)
+    signal = _validator("signal")
+    lines = (tmp_path / "signals.jsonl").read_bytes().splitlines()
+    assert lines
+    for line in lines[:: max(1, len(lines) // 200)]:
+        signal.validate(orjson.loads(line))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("ts,symbol,price,size\n1,A,x,1\n")
+    run_backtest([bad], out_dir=tmp_path / "bad")
+    reject = _validator("reject")
+    rows = (tmp_path / "bad" / "rejects.jsonl").read_bytes().splitlines()
+    assert len(rows) == 1
+    reject.validate(orjson.loads(rows[0]))
