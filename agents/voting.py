@@ -137,6 +137,7 @@ class Voter:
             for o in v.outcomes:
                 outcomes[o.seq] = o.label
         scored: list[Scored] = []
+        batch: list[tuple[dict[str, float | None], bool]] = []
         for seq in sorted(outcomes):
             entry = st.pending.pop(seq, None)
             if entry is None:
@@ -147,6 +148,7 @@ class Voter:
                 continue
             ts, action, p_ens, p_stages = entry
             up = label is Label.UP
-            st.weights.update(p_stages, up)
+            batch.append((p_stages, up))
             scored.append(Scored(symbol, seq, ts, up, action, p_ens, p_stages))
+        st.weights.update_many(batch)
         return tuple(scored)

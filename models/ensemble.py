@@ -49,12 +49,25 @@ class HedgeWeights:
         return acc / total if total > 0.0 else 0.5
 
     def update(self, probs: Mapping[str, float | None], up: bool) -> None:
-        """Multiply each weight by exp(-eta * loss); an abstaining member scores as a coin."""
-        eta = self.learning_rate
+        """One Hedge step on a single outcome."""
+        self.update_many([(probs, up)])
+
+    def update_many(self, outcomes: Sequence[tuple[Mapping[str, float | None], bool]]) -> None:
+        """One Hedge step on the mean log-loss of outcomes that resolved together.
+
+        Outcomes resolving at the same moment share most of their price path, so they are
+        nearly one observation: a step per outcome would let one burst of trades flip the
+        weights. An abstaining member scores as a coin.
+        """
+        if not outcomes:
+            return
+        eta = self.learning_rate / len(outcomes)
         w = self.weights
         for name in w:
-            p = probs.get(name)
-            loss = COIN_LOSS if p is None else log_loss(p, up)
+            loss = 0.0
+            for probs, up in outcomes:
+                p = probs.get(name)
+                loss += COIN_LOSS if p is None else log_loss(p, up)
             w[name] *= math.exp(-eta * loss)
         total = sum(w.values())
         n = len(w)

@@ -26,8 +26,8 @@ def _resolve(path: str) -> Any:
     try:
         module = importlib.import_module(module_name)
         return getattr(module, attr)
-    except (ImportError, AttributeError):
-        raise ModelConfigError(f"cannot import {path!r}") from None
+    except (ImportError, AttributeError) as e:
+        raise ModelConfigError(f"cannot import {path!r}: {e}") from None
 
 
 def _build_value(value: Any, seed: int) -> Any:
