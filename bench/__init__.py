@@ -1,0 +1,1 @@
+"""Benchmarks: quorum against a hand-written River baseline, on real and synthetic ticks."""

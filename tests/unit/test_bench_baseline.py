@@ -1,0 +1,98 @@
+"""The benchmark's yardsticks: the River baseline is prequential and the generator repeatable."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # bench/ is not an installed package; import it from the checkout
+    sys.path.insert(0, str(ROOT))
+
+from bench.baseline import Baseline, run_baseline  # noqa: E402
+from bench.synthetic import write  # noqa: E402
+from streams.readers import ReaderStats, read_ticks  # noqa: E402
+from streams.records import Quote, Reject, Tick, Trade  # noqa: E402
+
+FIXTURE = ROOT / "tests" / "fixtures" / "btcusdt_head.gz"
+S = 1_000_000_000
+T0 = 1_723_161_600 * S
+
+
+class Spy:
+    """A classifier that records when it predicts and learns, in the baseline's event time."""
+
+    def __init__(self, clock: list[int], log: list[tuple[str, int, Any]]) -> None:
+        self.clock = clock
+        self.log = log
+        self.n = 0
+
+    def predict_proba_one(self, x: dict[str, float]) -> dict[Any, float]:
+        self.log.append(("predict", self.clock[0], self.n))
+        return {True: 0.9, False: 0.1}
+
+    def learn_one(self, x: dict[str, float], y: bool) -> None:
+        self.log.append(("learn", self.clock[0], y))
+        self.n += 1
+
+
+def test_baseline_runs_and_scores_on_real_ticks() -> None:
+    r = run_baseline([FIXTURE])
+    assert r.events > 1000 and 0 < r.trades < r.events
+    assert r.score["n_scored"] > 100
+    assert 0.0 < r.score["log_loss"] < 5.0
+    assert r.events_per_s is not None and r.events_per_s > 0
+
+
+def test_baseline_never_learns_before_the_label_exists() -> None:
+    clock = [0]
+    log: list[tuple[str, int, Any]] = []
+    base = Baseline(horizon_s=5.0, models=lambda: [Spy(clock, log)])
+    ticks: list[Tick] = [
+        Quote("X", T0, 100.0, 100.2, 1.0, 1.0),  # mid 100.1
+        Trade("X", T0 + 1 * S, 100.2, 1.0, "buy"),  # trigger A: deadline T0 + 6 s
+        Trade("X", T0 + 2 * S, 100.2, 1.0, "buy"),  # trigger B: deadline T0 + 7 s
+        Quote("X", T0 + 3 * S, 100.4, 100.6, 1.0, 1.0),  # mid 100.5: would be UP if used
+        Quote("X", T0 + 6 * S, 99.0, 99.2, 1.0, 1.0),  # AT A's deadline, still counts: mid 99.1
+        Trade("X", T0 + 6 * S + 1, 99.2, 1.0, "buy"),  # past A's deadline: learn A (DOWN), C
+        Quote("X", T0 + 9 * S, 101.0, 101.2, 1.0, 1.0),  # past B's: B DOWN (99.1 at T0 + 7 s)
+    ]
+    p_of = []
+    for t in ticks:
+        clock[0] = t.ts
+        p_of.append(base.process(t))
+        learned_now = [e for e in log if e[0] == "learn"]
+        if t.ts <= T0 + 6 * S:
+            assert learned_now == [], "learned before event time passed the deadline"
+    # A and B had nothing learned when they were predicted: a coin, and no model was asked
+    assert p_of[1] == 0.5 and p_of[2] == 0.5
+    learns = [e for e in log if e[0] == "learn"]
+    assert learns == [("learn", T0 + 6 * S + 1, False), ("learn", T0 + 9 * S, False)]
+    # C was predicted after A was learned, with exactly one example
+    assert ("predict", T0 + 6 * S + 1, 1) in log
+    assert p_of[5] == 0.9
+    # A and B were scored with the coin they predicted; C is still unresolved
+    assert base.score.n == 2
+    assert base.score.log_loss_sum / base.score.n == pytest.approx(math.log(2.0))
+    assert len(base.symbols["X"].labeler.pending) == 1
+
+
+def test_synthetic_is_deterministic_and_readable(tmp_path: Path) -> None:
+    a = write(tmp_path / "a.jsonl.gz", events=3_000, symbols=5, seed=11)
+    b = write(tmp_path / "b.jsonl.gz", events=3_000, symbols=5, seed=11)
+    c = write(tmp_path / "c.jsonl.gz", events=3_000, symbols=5, seed=12)
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes() != c.read_bytes()
+    rejects: list[Reject] = []
+    stats = ReaderStats()
+    ticks = list(read_ticks([a], on_reject=rejects.append, stats=stats))
+    assert rejects == [] and stats.rejected == 0
+    assert len(ticks) == 3_000
+    assert [t.ts for t in ticks] == sorted(t.ts for t in ticks)
+    trades = sum(isinstance(t, Trade) for t in ticks)
+    assert 0.1 < trades / len(ticks) < 0.3
+    assert len({t.symbol for t in ticks}) == 5
