@@ -25,7 +25,8 @@ class Extractor:
 
     FEATURES: ClassVar[tuple[str, ...]] = ()
 
-    def update(self, tick: Tick) -> None:
+    def update(self, tick: Tick, ref: float) -> None:
+        """Apply ``tick``; ``ref`` is the reference price after it (mid, else last trade)."""
         raise NotImplementedError
 
     def features(self, names: tuple[str, ...]) -> dict[str, float]:
@@ -56,7 +57,7 @@ class Microstructure(Extractor):
         self.sell_10s = 0.0
         self.trade_sign = 0.0
 
-    def update(self, tick: Tick) -> None:
+    def update(self, tick: Tick, ref: float) -> None:
         if isinstance(tick, Quote):
             self.bid, self.ask = tick.bid, tick.ask
             self.bid_size, self.ask_size = tick.bid_size, tick.ask_size
@@ -103,23 +104,6 @@ class Microstructure(Extractor):
         return out
 
 
-class _Price:
-    """Reference price for feature purposes: mid when quoted, else last trade."""
-
-    __slots__ = ("mid", "trade")
-
-    def __init__(self) -> None:
-        self.mid = 0.0
-        self.trade = 0.0
-
-    def update(self, tick: Tick) -> float:
-        if isinstance(tick, Quote):
-            self.mid = (tick.bid + tick.ask) * 0.5
-        else:
-            self.trade = tick.price
-        return self.mid if self.mid > 0.0 else self.trade
-
-
 class Momentum(Extractor):
     """Multi-horizon returns and EWMA crossovers of the reference price, in basis points."""
 
@@ -135,15 +119,13 @@ class Momentum(Extractor):
     )
 
     def __init__(self) -> None:
-        self.price = _Price()
         self.ref = 0.0
         self.last_ts = 0
         self.ema = [0.0, 0.0, 0.0]
         self.history: list[deque[tuple[int, float]]] = [deque() for _ in self.RETURN_HORIZONS_S]
         self._horizons_ns = [int(h * _NS) for h in self.RETURN_HORIZONS_S]
 
-    def update(self, tick: Tick) -> None:
-        ref = self.price.update(tick)
+    def update(self, tick: Tick, ref: float) -> None:
         if ref <= 0.0:
             return
         ts = tick.ts
@@ -206,7 +188,6 @@ class Volatility(Extractor):
     )
 
     def __init__(self) -> None:
-        self.price = _Price()
         self.ref = 0.0
         self.last_price_ts = 0
         self.var_10s = 0.0
@@ -221,8 +202,7 @@ class Volatility(Extractor):
         self.sign = 0.0
         self.now = 0
 
-    def update(self, tick: Tick) -> None:
-        ref = self.price.update(tick)
+    def update(self, tick: Tick, ref: float) -> None:
         ts = tick.ts
         self.now = ts
         if ref > 0.0 and ref != self.ref:

@@ -97,8 +97,9 @@ class Stage:
                 st.unsent.append(Outcome(pending.seq, label))
                 if label is not Label.FLAT:
                     self._learn(st, pending.payload, label is Label.UP)
-        labeler.ref.update(tick)
-        st.extractor.update(tick)
+        ref = labeler.ref
+        ref.update(tick)
+        st.extractor.update(tick, ref.value)
         if tick.kind not in self._triggers:
             return None
         x = st.extractor.features(self.features)

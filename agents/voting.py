@@ -85,7 +85,6 @@ class Voter:
         st = self.state(symbol)
         scored = self._learn(st, symbol, votes)
 
-        by_stage = {v.stage: v for v in votes}
         probs = {v.stage: v.p_up for v in votes if v.p_up is not None}
         quorum_met = len(probs) >= self.cfg.quorum
         p_up = st.weights.combine(probs) if quorum_met else 0.5
@@ -103,18 +102,19 @@ class Voter:
             st.dropped += 1
 
         weights = st.weights.weights
+        names = self.stage_names
+        if len(votes) == len(names) and all(
+            v.stage == n for v, n in zip(votes, names, strict=True)
+        ):  # the usual case: every stage voted, in config order
+            ordered: Sequence[Vote] = votes
+            missing: tuple[str, ...] = ()
+        else:
+            by_stage = {v.stage: v for v in votes}
+            ordered = [by_stage[n] for n in self.stage_names if n in by_stage]
+            missing = tuple(n for n in self.stage_names if n not in by_stage)
         receipt = tuple(
-            StageVote(
-                name=name,
-                model=by_stage[name].model,
-                version=by_stage[name].version,
-                p_up=by_stage[name].p_up,
-                weight=weights[name],
-            )
-            for name in self.stage_names
-            if name in by_stage
+            StageVote(v.stage, v.model, v.version, v.p_up, weights[v.stage]) for v in ordered
         )
-        missing = tuple(n for n in self.stage_names if n not in by_stage)
         signal = Signal(
             id=signal_id(self.config_hash, symbol, seq, ts),
             symbol=symbol,

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import math
+import weakref
 
 import pytest
 
-from agents.features import EXTRACTORS, Microstructure, Momentum, Volatility
+from agents.features import EXTRACTORS, Extractor, Microstructure, Momentum, Volatility
 from agents.stage import Stage, StageConfigError
 from config.settings import PipelineConfig, load_config
-from streams.records import Quote, Trade
+from models.labels import ReferencePrice
+from streams.records import Quote, Tick, Trade
 from tests.conftest import S, handmade_ticks
 
 CFG = load_config()
+
+
+_REFS: weakref.WeakKeyDictionary[Extractor, ReferencePrice] = weakref.WeakKeyDictionary()
+
+
+def feed(extractor: Extractor, *ticks: Tick) -> None:
+    """Drive an extractor the way a stage does: with the reference price after each tick."""
+    ref = _REFS.setdefault(extractor, ReferencePrice())
+    for t in ticks:
+        ref.update(t)
+        extractor.update(t, ref.value)
 
 
 def _stage(name: str, cfg: PipelineConfig = CFG, **changes: object) -> Stage:
@@ -22,24 +35,24 @@ def _stage(name: str, cfg: PipelineConfig = CFG, **changes: object) -> Stage:
 
 def test_microstructure_features() -> None:
     m = Microstructure()
-    m.update(Quote("A", S, 99.0, 101.0, 3.0, 1.0))
-    m.update(Trade("A", 2 * S, 101.0, 2.0, "buy"))
+    feed(m, Quote("A", S, 99.0, 101.0, 3.0, 1.0))
+    feed(m, Trade("A", 2 * S, 101.0, 2.0, "buy"))
     f = m.features(Microstructure.FEATURES)
     assert f["spread_bps"] == pytest.approx(200.0)
     assert f["imbalance"] == pytest.approx(0.5)
     assert f["microprice_bps"] == pytest.approx(50.0)  # micro 100.5 vs mid 100
     assert f["flow_2s"] == 1.0 and f["trade_sign"] == 1.0
-    m.update(Trade("A", 2 * S, 99.0, 2.0, "sell"))
+    feed(m, Trade("A", 2 * S, 99.0, 2.0, "sell"))
     assert m.features(("flow_10s",))["flow_10s"] == pytest.approx(0.0)
 
 
 def test_momentum_decays_on_event_time_not_tick_count() -> None:
     a, b = Momentum(), Momentum()
-    a.update(Quote("A", S, 99.0, 101.0, 1, 1))
-    b.update(Quote("A", S, 99.0, 101.0, 1, 1))
-    a.update(Quote("A", 2 * S, 109.0, 111.0, 1, 1))  # one update 1 s later
+    feed(a, Quote("A", S, 99.0, 101.0, 1, 1))
+    feed(b, Quote("A", S, 99.0, 101.0, 1, 1))
+    feed(a, Quote("A", 2 * S, 109.0, 111.0, 1, 1))  # one update 1 s later
     for i in range(1, 101):  # the same move reached by 100 updates over the same second
-        b.update(Quote("A", S + i * S // 100, 109.0, 111.0, 1, 1))
+        feed(b, Quote("A", S + i * S // 100, 109.0, 111.0, 1, 1))
     fa, fb = a.features(Momentum.FEATURES), b.features(Momentum.FEATURES)
     assert fa["ret_1s"] == pytest.approx(1000.0)
     assert fa["ewma_1s_5s"] == pytest.approx(fb["ewma_1s_5s"], rel=0.02)
@@ -48,7 +61,7 @@ def test_momentum_decays_on_event_time_not_tick_count() -> None:
 def test_volatility_features_are_finite_and_react() -> None:
     v = Volatility()
     for t in handmade_ticks(200):
-        v.update(t)
+        feed(v, t)
     f = v.features(Volatility.FEATURES)
     assert all(math.isfinite(x) for x in f.values())
     assert f["rv_10s"] > 0 and f["intensity_10s"] == pytest.approx(4.0, rel=0.1)
@@ -93,5 +106,5 @@ def test_every_extractor_computes_every_feature_it_names() -> None:
     for cls in EXTRACTORS.values():
         e = cls()
         for t in handmade_ticks(50):
-            e.update(t)
+            feed(e, t)
         assert set(e.features(cls.FEATURES)) == set(cls.FEATURES)

@@ -75,3 +75,12 @@ def test_hedge_fixed_share_keeps_a_floor() -> None:
         w.update({"x": 0.99, "y": 0.01}, up=True)
     assert w.weights["y"] >= 0.05 / 2 - 1e-12
     assert w.combine({"x": 1.0, "y": 0.0}) == w.weights["x"]
+
+
+def test_receipt_follows_config_order_whatever_the_arrival_order() -> None:
+    a, b, c = NAMES
+    v1, v2 = Voter(CFG), Voter(CFG)
+    in_order = v1.process(_votes(1, {a: 0.6, b: 0.7, c: 0.8})).signal
+    shuffled = v2.process(_votes(1, {c: 0.8, a: 0.6, b: 0.7})).signal
+    assert in_order == shuffled
+    assert [sv.name for sv in shuffled.stages] == [a, b, c]
