@@ -80,7 +80,7 @@ class QuorumRun:
         return min(self.rss_samples, key=lambda s: abs(s[0] - target))
 
 
-def run_quorum(paths: Sequence[Path]) -> QuorumRun:
+def run_quorum(paths: Sequence[Path], prefetch: bool = True) -> QuorumRun:
     default_models()  # import River up front: the start RSS then excludes library code
     gc.collect()
     samples: list[tuple[int, int]] = []
@@ -91,7 +91,9 @@ def run_quorum(paths: Sequence[Path]) -> QuorumRun:
     before = max_rss_kb()
     start = rss_kb()
     with tempfile.TemporaryDirectory(prefix="quorum-bench-") as tmp:
-        res = run_backtest(paths, keep_signals=False, out_dir=tmp, progress=progress)
+        res = run_backtest(
+            paths, keep_signals=False, out_dir=tmp, progress=progress, prefetch=prefetch
+        )
     rep = res.report
     return QuorumRun(
         events=rep["events"],
@@ -129,12 +131,15 @@ class Row:
     dataset: str
     quorum: QuorumRun
     baseline: BaselineResult
+    quorum_one_process: QuorumRun
 
 
 def bench(dataset: str, paths: Sequence[Path], repeat: int) -> Row:
     """Best of ``repeat`` runs of each (least disturbed by other load); quorum runs first so its
-    memory samples are not inflated by the baseline's models."""
+    memory samples are not inflated by the baseline's models. quorum runs twice: as shipped
+    (input parsed in a child process, overlapping the pipeline) and all in one process."""
     best_q: QuorumRun | None = None
+    best_q1: QuorumRun | None = None
     best_b: BaselineResult | None = None
     for i in range(repeat):
         print(f"[{dataset}] run {i + 1}/{repeat}: quorum ...", flush=True)
@@ -145,12 +150,16 @@ def bench(dataset: str, paths: Sequence[Path], repeat: int) -> Row:
         )
         b = run_base(paths)
         print(f"[{dataset}]   baseline {b.events:,} events in {b.elapsed_s:.1f} s", flush=True)
+        q1 = run_quorum(paths, prefetch=False)
+        print(f"[{dataset}]   quorum in one process: {q1.elapsed_s:.1f} s", flush=True)
         if best_q is None or q.elapsed_s < best_q.elapsed_s:
             best_q = q
+        if best_q1 is None or q1.elapsed_s < best_q1.elapsed_s:
+            best_q1 = q1
         if best_b is None or b.elapsed_s < best_b.elapsed_s:
             best_b = b
-    assert best_q is not None and best_b is not None
-    return Row(dataset, best_q, best_b)
+    assert best_q is not None and best_b is not None and best_q1 is not None
+    return Row(dataset, best_q, best_b, best_q1)
 
 
 def _ll(score: dict[str, Any]) -> str:
@@ -172,6 +181,8 @@ def print_table(rows: Sequence[Row], repeat: int) -> None:
         "quorum ev/s",
         "baseline ev/s",
         "ratio q/b",
+        "q 1-proc ev/s",
+        "ratio 1-proc",
         "quorum ll",
         "baseline ll",
         "q scored",
@@ -181,6 +192,8 @@ def print_table(rows: Sequence[Row], repeat: int) -> None:
     for r in rows:
         q, b = r.quorum, r.baseline
         ratio = q.events_per_s / b.events_per_s if b.events_per_s else float("nan")
+        q1 = r.quorum_one_process
+        ratio1 = q1.events_per_s / b.events_per_s if b.events_per_s else float("nan")
         body.append(
             (
                 r.dataset,
@@ -188,6 +201,8 @@ def print_table(rows: Sequence[Row], repeat: int) -> None:
                 f"{q.events_per_s:,.0f}",
                 f"{b.events_per_s or 0:,.0f}",
                 f"{ratio:.2f}",
+                f"{q1.events_per_s:,.0f}",
+                f"{ratio1:.2f}",
                 _ll(q.ensemble),
                 _ll(b.score),
                 f"{q.ensemble.get('n_scored', 0):,}",

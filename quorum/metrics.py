@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,18 +60,26 @@ class RollingAccuracy:
 class Decimator:
     """Keeps a bounded, evenly thinned series: when full, drop every other point, double stride.
 
-    Deterministic, O(1) amortised, memory-flat however long the run.
+    Deterministic, O(1) amortised, memory-flat however long the run; packed arrays (16 bytes a
+    point) because a report holds a few of these per symbol.
     """
 
     capacity: int = 4000
     stride: int = 1
     seen: int = 0
-    points: list[list[float]] = field(default_factory=list)
+    ts: array[int] = field(default_factory=lambda: array("q"))
+    values: array[float] = field(default_factory=lambda: array("d"))
 
     def add(self, ts: int, value: float) -> None:
         if self.seen % self.stride == 0:
-            self.points.append([ts, value])
-            if len(self.points) >= self.capacity:
-                self.points = self.points[::2]
+            self.ts.append(ts)
+            self.values.append(value)
+            if len(self.ts) >= self.capacity:
+                self.ts = self.ts[::2]
+                self.values = self.values[::2]
                 self.stride *= 2
         self.seen += 1
+
+    @property
+    def points(self) -> list[list[float]]:
+        return [[t, v] for t, v in zip(self.ts, self.values, strict=True)]
