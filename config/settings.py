@@ -7,12 +7,16 @@ the same configuration on the same input.
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from config.runtime import RuntimeConfig, RuntimeConfigError
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 
@@ -82,6 +86,8 @@ class PipelineConfig(_Frozen):
     stages: tuple[StageConfig, ...]
     voting: VotingConfig = VotingConfig()
     reader: ReaderConfig = ReaderConfig()
+    # Where the services are; never part of the hash, so addresses cannot change signal ids.
+    runtime: RuntimeConfig = RuntimeConfig()
 
     @model_validator(mode="after")
     def _check(self) -> PipelineConfig:
@@ -104,8 +110,9 @@ class PipelineConfig(_Frozen):
         return round(self.horizon_s * 1e9)
 
     def config_hash(self) -> str:
-        """Stable hash of every setting that can change a signal."""
-        blob = orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        """Stable hash of every setting that can change a signal (so not ``runtime``)."""
+        data = self.model_dump(mode="json", exclude={"runtime"})
+        blob = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def with_overrides(self, **changes: Any) -> PipelineConfig:
@@ -126,8 +133,14 @@ def _format_errors(path: Path, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_config(path: Path | str | None = None) -> PipelineConfig:
-    """Load and validate a YAML config (the packaged default when ``path`` is None)."""
+def load_config(
+    path: Path | str | None = None, *, environ: Mapping[str, str] | None = None
+) -> PipelineConfig:
+    """Load and validate a YAML config (the packaged default when ``path`` is None).
+
+    ``QUORUM_*`` variables of ``environ`` (default ``os.environ``) override its ``runtime``
+    section, so one file serves every deployment.
+    """
     p = Path(path) if path is not None else DEFAULT_CONFIG
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
@@ -137,7 +150,15 @@ def load_config(path: Path | str | None = None) -> PipelineConfig:
         raise ConfigError(f"{p}: not valid YAML: {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: the top level must be a mapping")
+    section = raw.pop("runtime", None)
+    if section is not None and not isinstance(section, dict):
+        raise ConfigError(f"{p}: runtime must be a mapping")
     try:
-        return PipelineConfig.model_validate(raw)
+        cfg = PipelineConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_format_errors(p, e)) from None
+    try:
+        runtime = RuntimeConfig.from_sources(section, os.environ if environ is None else environ)
+    except RuntimeConfigError as e:
+        raise ConfigError(f"{p}: {e}") from None
+    return cfg.model_copy(update={"runtime": runtime})

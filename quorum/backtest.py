@@ -18,7 +18,7 @@ from agents.pipeline import Pipeline
 from agents.voting import Decision
 from config.settings import PipelineConfig, load_config
 from quorum.metrics import BinaryScore, Decimator, RollingAccuracy
-from streams.codecs import encode_signal
+from streams.codecs import encode_reject, encode_signal
 from streams.prefetch import read_ticks_prefetched
 from streams.readers import Format, ReaderStats, read_ticks
 from streams.records import Action, Reject, Signal, Trade
@@ -167,8 +167,7 @@ def run_backtest(
 
     def on_reject(r: Reject) -> None:
         if rej_file is not None:
-            rec = {"file": r.source, "line": r.line, "reason": r.reason, "raw": r.raw}
-            rej_file.write(orjson.dumps(rec) + b"\n")
+            rej_file.write(encode_reject(r) + b"\n")
 
     first_ts: int | None = None
     last_ts = 0

@@ -14,6 +14,7 @@ from streams.records import (
     Label,
     Outcome,
     Quote,
+    Reject,
     Signal,
     StageVote,
     Tick,
@@ -198,3 +199,12 @@ def decode_signal(data: bytes | str) -> Signal:
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise DecodeError(f"bad signal: {e}") from None
+
+
+def reject_to_dict(r: Reject) -> dict[str, Any]:
+    """The reject record of ``rejects.jsonl`` and the rejected-ticks topic (reject.schema.json)."""
+    return {"file": r.source, "line": r.line, "reason": r.reason, "raw": r.raw}
+
+
+def encode_reject(r: Reject) -> bytes:
+    return orjson.dumps(reject_to_dict(r))

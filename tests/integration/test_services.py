@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from streams.services import ServiceConfig, down, status, up
+from streams.services import ServiceConfig
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def services() -> Iterator[ServiceConfig]:
-    """``up()`` (idempotent); afterwards stop only what this fixture itself started, unless
-    QUORUM_KEEP_SERVICES is set. Services already up (scripts/services.sh up) stay up."""
-    cfg = ServiceConfig.from_env()
-    before = status(cfg)
-    up(cfg)
-    yield cfg
-    if os.environ.get("QUORUM_KEEP_SERVICES"):
-        return
-    after = status(cfg)
-    started_here = [
-        s_after.name
-        for s_before, s_after in zip(before.services, after.services, strict=True)
-        if s_after.managed and not s_before.running
-    ]
-    if started_here:
-        down(cfg, services=started_here)
 
 
 def test_kafka_topic_produce_consume(services: ServiceConfig) -> None:

@@ -1,0 +1,124 @@
+"""Shared fixtures of the integration tests: the real broker and Redis, a fresh topic prefix."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from config.runtime import RuntimeConfig
+from streams.services import ServiceConfig, down, status, up
+from streams.topics import admin_client, ensure_topics
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def services() -> Iterator[ServiceConfig]:
+    """The services ``scripts/services.sh up`` started (started here if not, then stopped)."""
+    cfg = ServiceConfig.from_env()
+    before = status(cfg)
+    up(cfg)
+    yield cfg
+    if os.environ.get("QUORUM_KEEP_SERVICES"):
+        return
+    after = status(cfg)
+    started_here = [
+        a.name
+        for b, a in zip(before.services, after.services, strict=True)
+        if a.managed and not b.running
+    ]
+    if started_here:
+        down(cfg, services=started_here)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"it-{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def rt(prefix: str) -> Iterator[RuntimeConfig]:
+    """Runtime settings with a fresh topic prefix; the topics exist, and are deleted after."""
+    runtime = RuntimeConfig().with_env({**os.environ, "QUORUM_TOPIC_PREFIX": prefix})
+    names = ensure_topics(runtime)
+    yield runtime
+    admin = admin_client(runtime)  # keep a reference: a collected client fails its futures
+    for future in admin.delete_topics(names, request_timeout=30).values():
+        future.result(timeout=30)
+
+
+@pytest.fixture
+def start_worker(prefix: str, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start ``quorum worker`` processes on this test's topics; all are stopped afterwards."""
+    procs: list[subprocess.Popen[bytes]] = []
+    logs: list[IO[bytes]] = []
+
+    def start(*args: str) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "QUORUM_TOPIC_PREFIX": prefix}
+        log = (tmp_path / f"worker{len(procs)}.log").open("wb")
+        logs.append(log)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "quorum.cli", "worker", "--no-web", "-l", "info", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for log in logs:
+        log.close()
+
+
+def drain(rt: RuntimeConfig, topic: str, timeout: float = 15.0) -> list[tuple[int, bytes, bytes]]:
+    """Every message on ``topic`` as (partition, key, value), in per-partition order."""
+    consumer = Consumer(
+        {
+            **rt.librdkafka(),
+            "group.id": rt.group(f"drain-{uuid.uuid4().hex}"),
+            "enable.auto.commit": False,
+        }
+    )
+    out: list[tuple[int, bytes, bytes]] = []
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        high = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1] for p in partitions
+        }
+        todo = {p for p, h in high.items() if h > 0}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        deadline = time.monotonic() + timeout
+        while todo and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            assert msg.error() is None, msg.error()
+            partition, offset = msg.partition(), msg.offset()
+            assert partition is not None and offset is not None
+            out.append((partition, msg.key() or b"", msg.value() or b""))
+            if offset + 1 >= high[partition]:
+                todo.discard(partition)
+        assert not todo, f"partitions {sorted(todo)} of {topic} not read to the end in {timeout} s"
+    finally:
+        consumer.close()
+    return out
