@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from config.settings import ConfigError
+from config.settings import ConfigError, load_config
 from models.factory import ModelConfigError
 from streams.readers import Format, ReaderError
 from streams.timeparse import parse_time_ns
+
+if TYPE_CHECKING:
+    from config.runtime import RuntimeConfig
+    from streams.records import Signal, StageVote
+    from streams.replay import ReplaySummary
 
 app = typer.Typer(
     help="quorum: an ensemble of small online River models voting on trading signals.",
@@ -54,6 +63,20 @@ EndOpt = Annotated[str | None, typer.Option("--end", help="Exclusive: ns or ISO-
 def _fail(message: str) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(code=2)
+
+
+def _progress(unit: str, quiet: bool) -> Progress:
+    """A transient progress line on a terminal (count, rate-free, elapsed); silent otherwise."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn(f"{{task.completed:,.0f}} {unit}"),
+        TextColumn("[dim]{task.fields[event]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet or not console.is_terminal,
+        transient=True,
+    )
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -117,18 +140,9 @@ def backtest(
     from quorum.backtest import run_backtest
 
     start_ns, end_ns = _time(start, "--start"), _time(end, "--end")
-    show = not quiet and console.is_terminal
     try:
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TextColumn("{task.completed:,.0f} events"),
-            TimeElapsedColumn(),
-            console=console,
-            disable=not show,
-            transient=True,
-        ) as bar:
-            task = bar.add_task("backtest", total=None)
+        with _progress("events", quiet) as bar:
+            task = bar.add_task("backtest", total=None, event="")
             result = run_backtest(
                 paths,
                 config=config,
@@ -145,6 +159,319 @@ def backtest(
         raise _fail(str(e)) from None
     if not quiet:
         _summary(result.report, out)
+
+
+# --- streaming on Kafka: services, topics, replay, signals ------------------------------------
+
+
+class ServicesAction(StrEnum):
+    UP = "up"
+    DOWN = "down"
+    STATUS = "status"
+
+
+class ServiceName(StrEnum):
+    KAFKA = "kafka"
+    REDIS = "redis"
+
+
+class SignalsFormat(StrEnum):
+    JSONL = "jsonl"
+    TABLE = "table"
+
+
+def _runtime(config: Path | None) -> RuntimeConfig:
+    """The runtime settings of ``config`` (or the default) with QUORUM_* variables applied."""
+    try:
+        return load_config(config).runtime
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+
+
+def _speed(value: str) -> float | None:
+    if value.strip().lower() == "max":
+        return None
+    try:
+        speed = float(value.strip().lower().removesuffix("x"))
+    except ValueError:
+        speed = -1.0
+    if not speed > 0 or speed == float("inf"):
+        raise typer.BadParameter(
+            f"expected 'max' or a number > 0, got {value!r}", param_hint="--speed"
+        )
+    return speed
+
+
+@app.command()
+def services(
+    action: Annotated[ServicesAction, typer.Argument(help="up, down or status")],
+    only: Annotated[
+        list[ServiceName] | None, typer.Option("--only", help="Only this one (repeatable)")
+    ] = None,
+) -> None:
+    """Start, stop or show the local Kafka broker and Redis (127.0.0.1; no Docker needed)."""
+    from streams import services as svc
+
+    try:
+        cfg = svc.ServiceConfig.from_env()
+        chosen = tuple(s.value for s in only) if only else svc.SERVICES
+
+        def log(line: str) -> None:
+            console.print(line, highlight=False)
+
+        if action is ServicesAction.UP:
+            current = svc.up(cfg, log=log, services=chosen)
+        elif action is ServicesAction.DOWN:
+            svc.down(cfg, log=log, services=chosen)
+            current = svc.status(cfg)
+        else:
+            current = svc.status(cfg)
+    except (svc.ServiceError, ValueError) as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(code=1) from None
+    table = Table(*svc.ServiceStatus.HEADERS, title="quorum services", title_justify="left")
+    for row in current.rows():
+        table.add_row(*row)
+    console.print(table)
+    if action is ServicesAction.STATUS and not all(
+        s.running for s in current.services if s.name in chosen
+    ):
+        raise typer.Exit(code=3)
+
+
+topics_app = typer.Typer(help="The pipeline's Kafka topics.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+
+
+@topics_app.command("create")
+def topics_create(
+    config: ConfigOpt = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait")] = 30.0,
+) -> None:
+    """Create the ticks, votes, signals and rejected topics (idempotent)."""
+    from streams.topics import TopicError, ensure_topics, wanted_partitions
+
+    runtime = _runtime(config)
+    try:
+        names = ensure_topics(runtime, timeout=timeout)
+    except TopicError as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(code=1) from None
+    partitions = wanted_partitions(runtime)
+    table = Table("topic", "partitions", title=f"topics on {runtime.kafka.bootstrap}")
+    for name in names:
+        table.add_row(name, f">= {partitions[name]}")
+    console.print(table)
+
+
+def _replay_summary(s: ReplaySummary, topic: str) -> None:
+    from streams.timeparse import format_time_ns
+
+    table = Table(title=f"quorum replay → {topic}", show_header=False, title_justify="left")
+    table.add_row("sent", f"{s.sent:,} ticks (acknowledged by all replicas)")
+    if s.per_symbol:
+        table.add_row("symbols", ", ".join(f"{k} {v:,}" for k, v in sorted(s.per_symbol.items())))
+    if s.first_ts is not None and s.last_ts is not None:
+        span = (s.last_ts - s.first_ts) / 1e9
+        window = f"{format_time_ns(s.first_ts)} → {format_time_ns(s.last_ts)} ({span:,.1f} s)"
+        table.add_row("event time", window)
+    table.add_row("rejected", f"{s.rejected:,} input lines (sent to the rejected topic)")
+    style = "red" if s.delivery_errors else "green"
+    table.add_row("delivery errors", f"[{style}]{s.delivery_errors:,}[/]")
+    for err in s.errors:
+        table.add_row("", f"[red]{err}[/]")
+    table.add_row("elapsed", f"{s.elapsed_s:,.2f} s, {s.rate:,.0f} ticks/s")
+    console.print(table)
+
+
+@app.command()
+def replay(
+    paths: PathsArg,
+    config: ConfigOpt = None,
+    speed: Annotated[
+        str, typer.Option("--speed", help="Event-time speed-up: 1 = real time, 10, …, or max")
+    ] = "max",
+    symbols: SymbolsOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    fmt: FormatOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary")] = False,
+) -> None:
+    """Produce recorded ticks to the Kafka ticks topic, keyed by symbol, paced by event time."""
+    from streams.replay import ReplayError
+    from streams.replay import replay as run_replay
+    from streams.timeparse import format_time_ns
+    from streams.topics import TopicError
+
+    pace = _speed(speed)
+    start_ns, end_ns = _time(start, "--start"), _time(end, "--end")
+    try:
+        cfg = load_config(config)
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+    runtime = cfg.runtime
+    try:
+        with _progress("ticks", quiet) as bar:
+            label = "replay (max speed)" if pace is None else f"replay ×{pace:g}"
+            task = bar.add_task(label, total=None, event="")
+            summary = run_replay(
+                paths,
+                runtime,
+                speed=pace,
+                symbols=_symbols(symbols),
+                start_ns=start_ns,
+                end_ns=end_ns,
+                fmt=fmt,
+                tolerance_ns=cfg.reader.reorder_tolerance_ms * 1_000_000,
+                on_progress=lambda n, ts: bar.update(task, completed=n, event=format_time_ns(ts)),
+                create_topics=True,
+            )
+    except ReaderError as e:
+        raise _fail(str(e)) from None
+    except (ReplayError, TopicError) as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(code=1) from None
+    if not quiet:
+        _replay_summary(summary, runtime.topic("ticks"))
+    if summary.delivery_errors:
+        raise typer.Exit(code=1)
+
+
+def _stage_cell(sv: StageVote | None) -> str:
+    if sv is None:
+        return "[dim]absent[/]"
+    p = "  -  " if sv.p_up is None else f"{sv.p_up:.3f}"
+    return f"{p} [dim]w{sv.weight:.2f}[/]"
+
+
+def _signal_row(s: Signal, stage_names: list[str], header: bool) -> tuple[Table, int]:
+    """One signal as a one-row table with fixed widths, so rows line up while streaming.
+
+    Returns the table and the width it needs, so piped output is not squeezed to 80 columns.
+    """
+    when = datetime.fromtimestamp(s.ts / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    table = Table(show_header=header, box=None, pad_edge=False, header_style="bold")
+    widths = [23, 10, 6, 5, *(max(11, len(name)) for name in stage_names)]
+    heads = ["time (UTC)", "symbol", "action", "p_up", *stage_names]
+    for head, width in zip(heads, widths, strict=True):
+        justify: Literal["left", "right"] = "right" if head == "p_up" else "left"
+        table.add_column(head, width=width, no_wrap=True, justify=justify)
+    color = {"BUY": "green", "SELL": "red"}.get(s.action.value, "dim")
+    action = s.action.value if s.quorum_met else s.action.value.lower()
+    by_name = {sv.name: sv for sv in s.stages}
+    table.add_row(
+        when,
+        s.symbol,
+        f"[{color}]{action}[/]",
+        f"{s.p_up:.3f}",
+        *(_stage_cell(by_name.get(name)) for name in stage_names),
+    )
+    return table, sum(widths) + 2 * (len(widths) - 1)
+
+
+@app.command()
+def signals(
+    config: ConfigOpt = None,
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="Also print signals already on the topic")
+    ] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow/--no-follow", help="Keep waiting for new signals")
+    ] = True,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Stop after this many seconds without a message"),
+    ] = None,
+    symbols: SymbolsOpt = None,
+    fmt: Annotated[
+        SignalsFormat, typer.Option("--format", help="jsonl (stdout) or table")
+    ] = SignalsFormat.JSONL,
+    group: Annotated[
+        str | None, typer.Option("--group", help="Consumer group (default: a new one per run)")
+    ] = None,
+) -> None:
+    """Print signals from the Kafka signals topic, each signal id once."""
+    from confluent_kafka import KafkaException
+
+    from streams.codecs import encode_signal
+    from streams.signal_consumer import ConsumerStats, iter_signals
+
+    if timeout is not None and timeout <= 0:
+        raise typer.BadParameter("must be > 0", param_hint="--timeout")
+    runtime = _runtime(config)
+    stats = ConsumerStats()
+    stage_names: list[str] | None = None
+    table_out: Console | None = None
+    out = sys.stdout.buffer
+    try:
+        for s in iter_signals(
+            runtime,
+            from_beginning=from_beginning,
+            follow=follow and timeout is None,
+            timeout_s=timeout,
+            symbols=_symbols(symbols),
+            group=group,
+            stats=stats,
+        ):
+            if fmt is SignalsFormat.JSONL:
+                out.write(encode_signal(s) + b"\n")
+                out.flush()
+            else:
+                header = stage_names is None
+                if stage_names is None:
+                    stage_names = [sv.name for sv in s.stages]
+                row, width = _signal_row(s, stage_names, header)
+                if table_out is None:  # a terminal wraps; a pipe gets the full width
+                    table_out = Console() if sys.stdout.isatty() else Console(width=width)
+                table_out.print(row, highlight=False)
+    except KeyboardInterrupt:
+        pass
+    except KafkaException as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(code=1) from None
+    except BrokenPipeError:  # `quorum signals | head`: stop quietly, also at interpreter exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return
+    console.print(
+        f"[dim]{stats.yielded:,} signal(s); {stats.duplicates:,} duplicate(s), "
+        f"{stats.filtered:,} other symbol(s), {stats.bad:,} bad message(s) skipped[/]",
+        highlight=False,
+    )
+
+
+@app.command()
+def worker(
+    config: ConfigOpt = None,
+    web_port: Annotated[
+        int | None, typer.Option("--web-port", help="Faust web port (127.0.0.1 by default)")
+    ] = None,
+    no_web: Annotated[bool, typer.Option("--no-web", help="Do not start the web server")] = False,
+    join_timeout: Annotated[
+        float, typer.Option("--join-timeout", help="Seconds to wait for a late stage vote")
+    ] = 10.0,
+    loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "info",
+) -> None:
+    """Run a streaming worker: one agent per feature stage and the voting agent, on Kafka."""
+    import faust
+
+    from streams.faust_app import create_app
+    from streams.topics import TopicError, ensure_topics
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+    runtime = cfg.runtime
+    if web_port is not None:
+        runtime = runtime.model_copy(
+            update={"web": runtime.web.model_copy(update={"port": web_port})}
+        )
+    try:
+        ensure_topics(runtime)  # Faust must not auto-create them (partitions, retention)
+    except TopicError as e:
+        raise _fail(str(e)) from None
+    app_, _ = create_app(cfg, runtime, join_timeout_s=join_timeout, web_enabled=not no_web)
+    faust.Worker(app_, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
 def main() -> None:

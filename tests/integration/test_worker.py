@@ -1,0 +1,118 @@
+"""The golden test and friends: ticks replayed through Kafka into a worker give exactly the
+signals the embedded backtest gives; bad ticks go to the dead-letter topic and do not stop it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+
+from config.runtime import RuntimeConfig
+from quorum import run_backtest
+from streams.codecs import encode_tick
+from streams.readers import read_ticks
+from streams.records import Signal
+from streams.replay import replay
+from streams.signal_consumer import iter_signals
+from tests.conftest import SAMPLE_FILES
+from tests.integration.conftest import ROOT, drain
+
+pytestmark = pytest.mark.integration
+
+StartWorker = Callable[..., subprocess.Popen[bytes]]
+
+
+def collect(rt: RuntimeConfig, expected: int, timeout_s: float = 180.0) -> dict[str, Signal]:
+    """Signals by id, until ``expected`` distinct ones arrived (or the timeout)."""
+    got: dict[str, Signal] = {}
+    deadline = time.monotonic() + timeout_s
+    stream = iter_signals(rt, from_beginning=True, follow=False, timeout_s=timeout_s)
+    try:
+        for s in stream:
+            got[s.id] = s
+            if len(got) >= expected or time.monotonic() > deadline:
+                break
+    finally:
+        stream.close()
+    return got
+
+
+def assert_same_signals(got: dict[str, Signal], expected: list[Signal]) -> None:
+    want = {s.id: s for s in expected}
+    assert len(want) == len(expected)
+    missing, extra = want.keys() - got.keys(), got.keys() - want.keys()
+    assert not missing and not extra, f"{len(missing)} missing, {len(extra)} extra"
+    for sid, s in want.items():
+        g = got[sid]
+        assert (g.action, g.p_up, g.symbol, g.seq, g.ts) == (
+            s.action,
+            s.p_up,
+            s.symbol,
+            s.seq,
+            s.ts,
+        )
+        assert g == s  # the whole receipt: per-stage p_up, weights, model versions
+
+
+def test_kafka_worker_matches_the_embedded_backtest(
+    rt: RuntimeConfig, start_worker: StartWorker
+) -> None:
+    expected = run_backtest(SAMPLE_FILES).signals
+    worker = start_worker()
+    summary = replay(SAMPLE_FILES, rt, speed=None)
+    assert summary.sent == sum(1 for _ in read_ticks(SAMPLE_FILES))
+    got = collect(rt, len(expected))
+    assert worker.poll() is None, "the worker is still running"
+    assert_same_signals(got, expected)
+
+    # a consumer started late, from the beginning, sees every signal too
+    late = subprocess.run(
+        [sys.executable, "-m", "quorum.cli", "signals", "--from-beginning", "--timeout", "5"],
+        cwd=ROOT,
+        env={"QUORUM_TOPIC_PREFIX": rt.topics.prefix, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    ids = {orjson.loads(line)["id"] for line in late.stdout.splitlines() if line.strip()}
+    assert ids == {s.id for s in expected}
+
+
+def test_bad_ticks_are_dead_lettered_and_good_ones_still_signal(
+    rt: RuntimeConfig, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    good = list(read_ticks([SAMPLE_FILES[0]]))[:3000]
+    bad = [
+        b"not json at all",
+        b'{"type":"trade","symbol":"BTCUSDT","ts":1,"price":-5,"size":1}',
+        b'{"type":"quote","symbol":"BTCUSDT","ts":2,"bid":10,"ask":9,"bid_size":1,"ask_size":1}',
+        b'{"type":"candle","symbol":"BTCUSDT","ts":3}',
+        b"\xff\xfe\x00binary",
+    ]
+    producer = Producer({**rt.librdkafka(), "partitioner": "murmur2_random"})
+    ticks_topic = rt.topic("ticks")
+    for i, tick in enumerate(good):
+        producer.produce(ticks_topic, key=tick.symbol.encode(), value=encode_tick(tick))
+        if i % 600 == 0:
+            producer.produce(ticks_topic, key=b"BTCUSDT", value=bad[(i // 600) % len(bad)])
+    assert producer.flush(30) == 0
+    start_worker()
+
+    jsonl = tmp_path / "good.jsonl"
+    jsonl.write_bytes(b"".join(encode_tick(t) + b"\n" for t in good))
+    expected = run_backtest([jsonl]).signals
+    assert_same_signals(collect(rt, len(expected)), expected)
+
+    rejected = [orjson.loads(v) for _, _, v in drain(rt, rt.topic("rejected"))]
+    assert len(rejected) == 5
+    assert all(r["topic"] == ticks_topic and r["reason"] for r in rejected)
+    reasons = " | ".join(r["reason"] for r in rejected)
+    for fragment in ("malformed JSON", "price", "crossed", "type"):
+        assert fragment in reasons
