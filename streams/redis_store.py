@@ -1,0 +1,126 @@
+"""Rolling model state in Redis, behind the same StateStore interface as the in-memory store.
+
+Stages and the voting agent keep working on live objects; ``checkpoint`` writes every touched
+key as one sealed blob (see models.sealed) inside a single MULTI/EXEC transaction, so a
+checkpoint is all or nothing. Keys are namespaced by pipeline name:
+``quorum:<pipeline>:state:<owner>/<symbol>``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from models.sealed import SealedHeader, StateIntegrityError, StateSealer
+
+MetaFn = Callable[[str, Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class CheckpointStats:
+    keys: int
+    bytes: int
+    elapsed_ms: float
+
+
+def redis_client(url: str) -> redis.Redis:
+    """A client from a URL: AUTH (``redis://:pw@host``), TLS (``rediss://``), DB (``/0``)."""
+    return redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+
+
+class RedisStateStore:
+    def __init__(
+        self, client: redis.Redis, sealer: StateSealer, *, meta: MetaFn | None = None
+    ) -> None:
+        self.client = client
+        self.sealer = sealer
+        self.prefix = f"quorum:{sealer.pipeline}:state:"
+        self._meta = meta or (lambda key, value: {})
+        self._live: dict[str, Any] = {}
+        self._versions: dict[str, int] = {}
+        self._dirty: set[str] = set()
+
+    # --- StateStore ------------------------------------------------------------------------
+
+    def get(self, key: str) -> Any | None:
+        """The live object, else the checkpointed one (verified before it is unpickled)."""
+        if key in self._live:
+            return self._live[key]
+        blob = self.client.get(self.prefix + key)
+        if blob is None:
+            return None
+        head, value = self.sealer.open(key, bytes(blob))  # type: ignore[arg-type]
+        self._live[key] = value
+        self._versions[key] = head.version
+        return value
+
+    def put(self, key: str, value: Any) -> None:
+        self._live[key] = value
+        self._dirty.add(key)
+
+    def keys(self) -> list[str]:
+        stored = {k.decode()[len(self.prefix) :] for k in self._scan()}
+        return sorted(stored | set(self._live))
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def touch(self, key: str) -> None:
+        """Mark a live object changed (objects mutate in place, so the store cannot see it)."""
+        self._dirty.add(key)
+
+    def touch_all(self) -> None:
+        self._dirty.update(self._live)
+
+    def checkpoint(self, extra_meta: dict[str, Any] | None = None) -> CheckpointStats:
+        """Write every changed key, sealed, in one transaction; bump each key's version."""
+        t0 = time.perf_counter()
+        keys = sorted(self._dirty)
+        if not keys:
+            return CheckpointStats(0, 0, 0.0)
+        total = 0
+        pipe = self.client.pipeline(transaction=True)
+        versions = {}
+        for key in keys:
+            version = self._versions.get(key, 0) + 1
+            meta = {**self._meta(key, self._live[key]), **(extra_meta or {})}
+            blob = self.sealer.seal(key, self._live[key], version, meta)
+            total += len(blob)
+            pipe.set(self.prefix + key, blob)
+            versions[key] = version
+        pipe.execute()
+        self._versions.update(versions)
+        self._dirty.clear()
+        return CheckpointStats(len(keys), total, (time.perf_counter() - t0) * 1e3)
+
+    # --- inspection (quorum state ...) --------------------------------------------------------
+
+    def _scan(self) -> Iterator[bytes]:
+        yield from self.client.scan_iter(match=self.prefix + "*", count=500)
+
+    def headers(self) -> list[tuple[str, SealedHeader | StateIntegrityError, int]]:
+        """Every stored key with its verified header (or why it was refused) and its size."""
+        out: list[tuple[str, SealedHeader | StateIntegrityError, int]] = []
+        for rkey in sorted(self._scan()):
+            key = rkey.decode()[len(self.prefix) :]
+            blob = self.client.get(rkey)
+            if blob is None:
+                continue
+            data = bytes(blob)  # type: ignore[arg-type]
+            try:
+                out.append((key, self.sealer.header(key, data), len(data)))
+            except StateIntegrityError as e:
+                out.append((key, e, len(data)))
+        return out
+
+    def delete(self, keys: list[str]) -> int:
+        for key in keys:
+            self._live.pop(key, None)
+            self._dirty.discard(key)
+            self._versions.pop(key, None)
+        if not keys:
+            return 0
+        return int(self.client.delete(*(self.prefix + k for k in keys)))
