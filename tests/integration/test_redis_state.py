@@ -73,6 +73,6 @@ def test_tampered_state_in_redis_is_refused(sealer: StateSealer) -> None:
 
     fresh = RedisStateStore(redis_client(URL), sealer)
     with pytest.raises(StateIntegrityError, match="voting/BTCUSDT: bad signature"):
-        Pipeline(cfg, fresh).process(list(read_ticks([SAMPLE_FILES[0]]))[0])
+        _run(Pipeline(cfg, fresh), list(read_ticks([SAMPLE_FILES[0]]))[:100])
     refused = {k: h for k, h, _ in fresh.headers() if isinstance(h, StateIntegrityError)}
     assert list(refused) == ["voting/BTCUSDT"]
