@@ -14,26 +14,53 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from models.state import MemoryStateStore, StateStore, state_key
 from streams.records import Vote
+
+JOIN = "join"
 
 
 @dataclass
-class _Symbol:
+class JoinState:
+    """One symbol's votes waiting for their tick to complete; what a checkpoint saves."""
+
     pending: OrderedDict[int, tuple[float, dict[str, Vote]]] = field(default_factory=OrderedDict)
     released: int = 0  # highest seq already released
+    position: tuple[int, int] | None = None  # last vote applied (partition, offset), by a driver
 
 
 class VoteJoin:
-    def __init__(self, stages: tuple[str, ...], timeout_s: float) -> None:
+    def __init__(
+        self, stages: tuple[str, ...], timeout_s: float, store: StateStore | None = None
+    ) -> None:
         self.stages = stages
         self.timeout_s = timeout_s
-        self._symbols: dict[str, _Symbol] = {}
+        self.store: StateStore = store if store is not None else MemoryStateStore()
+        self._symbols: dict[str, JoinState] = {}
         self.late = 0  # votes that arrived after their tick was released
         self.timed_out = 0
 
+    def state(self, symbol: str) -> JoinState:
+        sym = self._symbols.get(symbol)
+        if sym is None:
+            key = state_key(JOIN, symbol)
+            sym = self.store.get(key)
+            if sym is None:
+                sym = JoinState()
+                self.store.put(key, sym)
+            else:
+                # restored after a restart: the downtime must not count against the timeout,
+                # so the waiting ticks' clocks restart at the next call (marked with -1)
+                sym.pending = OrderedDict((k, (-1.0, v)) for k, (_, v) in sym.pending.items())
+            self._symbols[symbol] = sym
+        return sym
+
+    def forget(self) -> None:
+        self._symbols.clear()
+
     def add(self, vote: Vote, now: float) -> list[list[Vote]]:
         """Take one vote; return the ticks (lists of votes in stage order) now ready."""
-        sym = self._symbols.setdefault(vote.symbol, _Symbol())
+        sym = self.state(vote.symbol)
         if vote.seq <= sym.released:
             self.late += 1
             return []
@@ -53,11 +80,15 @@ class VoteJoin:
             out.extend(self._release(sym, now, expire=True))
         return out
 
-    def _release(self, sym: _Symbol, now: float, *, expire: bool) -> list[list[Vote]]:
+    def _release(self, sym: JoinState, now: float, *, expire: bool) -> list[list[Vote]]:
         out: list[list[Vote]] = []
         n = len(self.stages)
         while sym.pending:
             seq, (first_seen, votes) = next(iter(sym.pending.items()))
+            if first_seen < 0.0:
+                for k, (_, v) in list(sym.pending.items()):
+                    sym.pending[k] = (now, v)
+                first_seen = now
             if len(votes) < n:
                 if not (expire and now - first_seen >= self.timeout_s):
                     break

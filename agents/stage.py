@@ -34,6 +34,9 @@ class StageState:
     seq: int = 0
     learned: int = 0
     unsent: list[Outcome] = field(default_factory=list)
+    # last input applied, as (partition, offset), kept by a Kafka driver so that re-delivered
+    # ticks are recognised after a restart; the embedded backtest leaves it None
+    position: tuple[int, int] | None = None
 
 
 class Stage:
@@ -141,3 +144,7 @@ class Stage:
 
     def symbols(self) -> list[str]:
         return sorted(self._live)
+
+    def forget(self) -> None:
+        """Drop live state (after a rebalance): the next tick reloads it from the store."""
+        self._live.clear()

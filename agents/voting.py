@@ -75,6 +75,10 @@ class Voter:
             self._live[symbol] = st
         return st
 
+    def forget(self) -> None:
+        """Drop live state (after a rebalance): the next vote reloads it from the store."""
+        self._live.clear()
+
     def process(self, votes: Sequence[Vote]) -> Decision:
         """Learn from the outcomes the votes carry, then combine the votes into a signal.
 

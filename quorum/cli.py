@@ -439,6 +439,27 @@ def signals(
     )
 
 
+class StateBackend(StrEnum):
+    MEMORY = "memory"
+    REDIS = "redis"
+
+
+def _redis_store(runtime: RuntimeConfig) -> Any:
+    """The Redis state store of this pipeline; the signing secret comes from the environment."""
+    from agents.describe import meta
+    from models.sealed import StateSealer
+    from streams.redis_store import RedisStateStore, redis_client
+
+    secret = os.environ.get("QUORUM_STATE_SECRET", "")
+    if len(secret) < 16:
+        raise _fail(
+            "set QUORUM_STATE_SECRET (at least 16 characters): state blobs in Redis are "
+            "signed with it and refused when the signature does not match"
+        )
+    sealer = StateSealer(secret.encode(), runtime.pipeline.name)
+    return RedisStateStore(redis_client(runtime.redis.url), sealer, meta=meta)
+
+
 @app.command()
 def worker(
     config: ConfigOpt = None,
@@ -450,8 +471,21 @@ def worker(
         float, typer.Option("--join-timeout", help="Seconds to wait for a late stage vote")
     ] = 10.0,
     loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "info",
+    state: Annotated[
+        StateBackend, typer.Option("--state", help="memory, or redis: checkpointed, crash-safe")
+    ] = StateBackend.MEMORY,
+    checkpoint_every: Annotated[
+        int, typer.Option("--checkpoint-every", help="Checkpoint after this many inputs")
+    ] = 5000,
+    checkpoint_interval: Annotated[
+        float, typer.Option("--checkpoint-interval", help="...or after this many seconds")
+    ] = 2.0,
 ) -> None:
-    """Run a streaming worker: one agent per feature stage and the voting agent, on Kafka."""
+    """Run a streaming worker: one agent per feature stage and the voting agent, on Kafka.
+
+    With --state redis, model state lives in Redis (signed with QUORUM_STATE_SECRET) and is
+    checkpointed together with the input offsets: a crashed worker resumes where it left off.
+    """
     import faust
 
     from streams.faust_app import create_app
@@ -470,7 +504,24 @@ def worker(
         ensure_topics(runtime)  # Faust must not auto-create them (partitions, retention)
     except TopicError as e:
         raise _fail(str(e)) from None
-    app_, _ = create_app(cfg, runtime, join_timeout_s=join_timeout, web_enabled=not no_web)
+    store = _redis_store(runtime) if state is StateBackend.REDIS else None
+    if store is not None:
+        refused = [(k, h) for k, h, _ in store.headers() if isinstance(h, Exception)]
+        if refused:  # verified without unpickling anything
+            raise _fail(
+                "refusing to start: state in Redis failed verification:\n"
+                + "\n".join(f"  {h}" for _, h in refused)
+                + "\n(inspect with `quorum state ls`; remove with `quorum state reset`)"
+            )
+    app_, _ = create_app(
+        cfg,
+        runtime,
+        store=store,
+        join_timeout_s=join_timeout,
+        web_enabled=not no_web,
+        checkpoint_every=checkpoint_every,
+        checkpoint_interval_s=checkpoint_interval,
+    )
     faust.Worker(app_, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 

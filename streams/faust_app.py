@@ -7,25 +7,36 @@ Topology (every topic keyed by symbol, so one symbol's ticks stay in order on on
 
 Agents stay thin: decode, call the pure pipeline code, send. Built by a factory (no app at
 import time), so tests and several workers can each build their own.
+
+With a Redis state store the worker is crash-safe: every stage and join state records the last
+input position it applied; a checkpoint (every N events or T seconds, on partition revocation
+and at shutdown) first flushes the producer, then writes all state in one transaction, and only
+then acknowledges the inputs it covers — so Kafka never commits an offset past saved state.
+After a crash, re-delivered inputs at or before a saved position are skipped, not learned
+twice; outputs after the last checkpoint may repeat, with the same deterministic ids.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 import orjson
+import redis
 
 from agents.join import VoteJoin
 from agents.stage import Stage
 from agents.voting import Voter
 from config.runtime import RuntimeConfig
 from config.settings import PipelineConfig
+from models.state import MemoryStateStore, StateStore
 from streams.codecs import DecodeError, decode_tick, decode_vote, encode_signal, encode_vote
+from streams.redis_store import RedisStateStore
 
 log = logging.getLogger("quorum.worker")
 
@@ -36,7 +47,10 @@ class WorkerCounters:
     rejected: int = 0
     votes: int = 0
     signals: int = 0
-    per_stage: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0  # re-delivered inputs at or before a checkpointed position
+    checkpoints: int = 0
+    checkpoint_failures: int = 0
+    held: int = 0
 
 
 def dead_letter(raw: bytes, reason: str, topic: str, partition: int, offset: int) -> bytes:
@@ -57,14 +71,22 @@ def create_app(
     cfg: PipelineConfig,
     runtime: RuntimeConfig,
     *,
+    store: StateStore | None = None,
     join_timeout_s: float = 10.0,
     web_enabled: bool = True,
     stats_interval_s: float = 10.0,
     batch_size: int = 500,
     batch_within_s: float = 0.01,
+    checkpoint_every: int = 5000,
+    checkpoint_interval_s: float = 2.0,
 ) -> tuple[faust.App, WorkerCounters]:
-    """Build the worker app for ``cfg``; the topics must exist (see streams.topics)."""
+    """Build the worker app for ``cfg``; the topics must exist (see streams.topics).
+
+    ``store`` None keeps state in memory (acks as usual); a :class:`RedisStateStore` makes the
+    worker checkpoint and hold acks until its state is saved.
+    """
     kafka = runtime.kafka
+    durable = isinstance(store, RedisStateStore)
     app_kwargs: dict[str, Any] = {
         "broker": f"kafka://{kafka.bootstrap}",
         "value_serializer": "raw",
@@ -82,6 +104,11 @@ def create_app(
         "store": "memory://",
         "stream_buffer_maxsize": 65536,
         "broker_max_poll_records": 5000,
+        # a crashed worker's partitions move to the others after this, not after a minute
+        "broker_session_timeout": 10.0,
+        "broker_heartbeat_interval": 1.0,
+        # held acks would make a rebalance wait for them: our revoke handler checkpoints instead
+        "stream_wait_empty": not durable,
     }
     app_kwargs.update(_broker_security(runtime))
     app = faust.App(runtime.group("quorum-worker"), **app_kwargs)
@@ -89,6 +116,7 @@ def create_app(
         # their per-message debug calls cost ~5% even when nothing is printed
         logging.getLogger(noisy).setLevel(logging.INFO)
     counters = WorkerCounters()
+    state: StateStore = store if store is not None else MemoryStateStore()
 
     def topic(key: str) -> Any:
         return app.topic(
@@ -106,43 +134,87 @@ def create_app(
         topic("signals"),
         topic("rejected"),
     )
-    stages = [Stage(s, cfg) for s in cfg.stages]
-    voter = Voter(cfg)
-    join = VoteJoin(tuple(s.name for s in cfg.stages), join_timeout_s)
+    stages = [Stage(s, cfg, state) for s in cfg.stages]
+    voter = Voter(cfg, state)
+    join = VoteJoin(tuple(s.name for s in cfg.stages), join_timeout_s, state)
+    gate = asyncio.Lock()  # a checkpoint never sees half a batch
+    held: list[Any] = []  # events processed but not yet acknowledged (durable mode)
+
+    async def checkpoint(reason: str) -> bool:
+        """Flush outputs, save all state atomically, then release the acks it covers."""
+        if not durable or not held:
+            return True
+        assert isinstance(store, RedisStateStore)
+        async with gate:
+            await app.producer.flush()  # outputs of every applied input are delivered first
+            try:
+                store.touch_all()
+                stats = store.checkpoint()
+            except redis.RedisError as e:
+                counters.checkpoint_failures += 1
+                log.error(
+                    "checkpoint (%s) failed, %d inputs stay unacknowledged and offsets are "
+                    "not committed until Redis is back: %s",
+                    reason,
+                    len(held),
+                    e,
+                )
+                return False
+            for event in held:
+                event.ack()
+            held.clear()
+            counters.checkpoints += 1
+            log.debug(
+                "checkpoint (%s): %d keys, %d bytes, %.1f ms",
+                reason,
+                stats.keys,
+                stats.bytes,
+                stats.elapsed_ms,
+            )
+            return True
 
     def stage_agent(stage: Stage, report_rejects: bool) -> Any:
         async def run(stream: Any) -> None:  # faust.Stream; StreamT lacks take_events
-            # batches amortise Faust's per-event cost; acks happen after the batch is handled
-            async for events in stream.take_events(batch_size, within=batch_within_s):
-                for event in events:
-                    raw = event.value
-                    try:
-                        tick = decode_tick(raw)
-                    except DecodeError as e:
-                        if report_rejects:
-                            counters.rejected += 1
-                            msg = event.message
-                            rejected_t.send_soon(
-                                key=event.key,
-                                value=dead_letter(
-                                    raw, str(e), msg.topic, msg.partition, msg.offset
-                                ),
-                            )
-                            log.warning(
-                                "rejected tick at %s[%d]@%d: %s",
-                                msg.topic,
-                                msg.partition,
-                                msg.offset,
-                                e,
-                            )
-                        continue
-                    if report_rejects:
-                        counters.ticks += 1
-                    vote = stage.process(tick)
-                    if vote is not None:
-                        votes_t.send_soon(key=tick.symbol.encode(), value=encode_vote(vote))
+            source = stream.noack() if durable else stream
+            # batches amortise Faust's per-event cost
+            async for events in source.take_events(batch_size, within=batch_within_s):
+                async with gate:
+                    for event in events:
+                        handle_tick(stage, event, report_rejects)
+                    if durable:
+                        held.extend(events)
+                if durable and len(held) >= checkpoint_every:
+                    await checkpoint("events")
 
         return app.agent(ticks_t, name=f"stage-{stage.name}")(run)
+
+    def handle_tick(stage: Stage, event: Any, report_rejects: bool) -> None:
+        raw = event.value
+        msg = event.message
+        try:
+            tick = decode_tick(raw)
+        except DecodeError as e:
+            if report_rejects:
+                counters.rejected += 1
+                rejected_t.send_soon(
+                    key=event.key,
+                    value=dead_letter(raw, str(e), msg.topic, msg.partition, msg.offset),
+                )
+                log.warning(
+                    "rejected tick at %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, e
+                )
+            return
+        st = stage.state(tick.symbol)
+        pos = st.position
+        if pos is not None and pos[0] == msg.partition and msg.offset <= pos[1]:
+            counters.skipped += 1  # applied before the last checkpoint: never learn twice
+            return
+        if report_rejects:
+            counters.ticks += 1
+        vote = stage.process(tick)
+        st.position = (msg.partition, msg.offset)
+        if vote is not None:
+            votes_t.send_soon(key=tick.symbol.encode(), value=encode_vote(vote))
 
     for i, stage in enumerate(stages):
         stage_agent(stage, report_rejects=(i == 0))
@@ -154,31 +226,80 @@ def create_app(
             signals_t.send_soon(key=signal.symbol.encode(), value=encode_signal(signal))
 
     @app.agent(votes_t, name="voting")
-    async def voting(stream: faust.StreamT[bytes]) -> None:
-        async for raws in stream.take(batch_size, within=batch_within_s):
-            for raw in raws:
-                try:
-                    vote = decode_vote(raw)
-                except DecodeError as e:
-                    log.error("undecodable vote skipped: %s", e)
-                    continue
-                counters.votes += 1
-                emit(join.add(vote, time.monotonic()))
+    async def voting(stream: Any) -> None:
+        source = stream.noack() if durable else stream
+        async for events in source.take_events(batch_size, within=batch_within_s):
+            async with gate:
+                now = time.monotonic()
+                for event in events:
+                    try:
+                        vote = decode_vote(event.value)
+                    except DecodeError as e:
+                        log.error("undecodable vote skipped: %s", e)
+                        continue
+                    msg = event.message
+                    js = join.state(vote.symbol)
+                    pos = js.position
+                    if pos is not None and pos[0] == msg.partition and msg.offset <= pos[1]:
+                        counters.skipped += 1
+                        continue
+                    counters.votes += 1
+                    emit(join.add(vote, now))
+                    js.position = (msg.partition, msg.offset)
+                if durable:
+                    held.extend(events)
+            if durable and len(held) >= checkpoint_every:
+                await checkpoint("events")
 
     @app.timer(interval=max(join_timeout_s / 4, 0.05))  # type: ignore[untyped-decorator]
     async def expire_joins() -> None:
-        emit(join.expire(time.monotonic()))
+        async with gate:
+            emit(join.expire(time.monotonic()))
+
+    if durable:
+
+        @app.timer(interval=checkpoint_interval_s)  # type: ignore[untyped-decorator]
+        async def periodic_checkpoint() -> None:
+            await checkpoint("interval")
+
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+        async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+            # save what we have, then forget it: the partitions' next owner (maybe another
+            # worker) loads the state from Redis; inputs not covered are simply re-delivered
+            saved = await checkpoint("revoked")
+            held[:] = [e for e in held if e.message.tp not in revoked]
+            if not saved:
+                log.error(
+                    "state of revoked partitions could not be saved; it will be "
+                    "rebuilt from the last checkpoint by their next owner"
+                )
+            assert isinstance(store, RedisStateStore)
+            store.forget()
+            for s in stages:
+                s.forget()
+            voter.forget()
+            join.forget()
+
+        @app.on_before_shutdown.connect  # type: ignore[arg-type]
+        async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+            await checkpoint("shutdown")
 
     @app.timer(interval=stats_interval_s)  # type: ignore[untyped-decorator]
     async def report() -> None:
+        counters.held = len(held)
         log.info(
-            "ticks %d, rejected %d, votes %d, signals %d, joins waiting %d, timed out %d",
+            "ticks %d, rejected %d, votes %d, signals %d, skipped %d, joins waiting %d, "
+            "timed out %d, checkpoints %d (failed %d), unacked %d",
             counters.ticks,
             counters.rejected,
             counters.votes,
             counters.signals,
+            counters.skipped,
             join.waiting(),
             join.timed_out,
+            counters.checkpoints,
+            counters.checkpoint_failures,
+            len(held),
         )
 
     return app, counters

@@ -116,6 +116,11 @@ class RedisStateStore:
                 out.append((key, e, len(data)))
         return out
 
+    def forget(self) -> None:
+        """Drop live objects (after a rebalance); the next get reloads the saved state."""
+        self._live.clear()
+        self._dirty.clear()
+
     def delete(self, keys: list[str]) -> int:
         for key in keys:
             self._live.pop(key, None)

@@ -40,3 +40,15 @@ def test_symbols_are_independent() -> None:
     j = VoteJoin(("a",), timeout_s=1)
     assert seqs(j.add(v("a", 1, "X"), 0)) == [(1, ("a",))]
     assert seqs(j.add(v("a", 1, "Y"), 0)) == [(1, ("a",))]
+
+
+def test_restored_joins_do_not_count_downtime_against_the_timeout() -> None:
+    from models.state import MemoryStateStore
+
+    store = MemoryStateStore()
+    j = VoteJoin(STAGES, timeout_s=5, store=store)
+    assert j.add(v("a", 1), now=0.0) == []
+    restarted = VoteJoin(STAGES, timeout_s=5, store=store)  # same saved state, new process
+    assert restarted.state("X").pending  # the waiting tick came back
+    assert restarted.expire(now=1000.0) == []  # its clock restarts now, not at 0.0
+    assert seqs(restarted.expire(now=1005.0)) == [(1, ("a",))]
