@@ -140,11 +140,21 @@ def create_app(
     gate = asyncio.Lock()  # a checkpoint never sees half a batch
     held: list[Any] = []  # events processed but not yet acknowledged (durable mode)
 
+    def owned(events: list[Any]) -> list[Any]:
+        """Drop events of partitions no longer assigned to us (a batch taken before a revoke):
+        their new owner re-reads them from the committed offset."""
+        current = app.consumer.assignment()
+        return [e for e in events if e.message.tp in current]
+
+    backoff = {"delay": 0.0, "retry_at": 0.0}
+
     async def checkpoint(reason: str) -> bool:
         """Flush outputs, save all state atomically, then release the acks it covers."""
         if not durable or not held:
             return True
         assert isinstance(store, RedisStateStore)
+        if reason in ("events", "interval") and time.monotonic() < backoff["retry_at"]:
+            return False  # Redis was down a moment ago: retry with backoff, not every batch
         async with gate:
             await app.producer.flush()  # outputs of every applied input are delivered first
             try:
@@ -152,6 +162,8 @@ def create_app(
                 stats = store.checkpoint()
             except redis.RedisError as e:
                 counters.checkpoint_failures += 1
+                backoff["delay"] = min(max(backoff["delay"] * 2, 0.25), 5.0)
+                backoff["retry_at"] = time.monotonic() + backoff["delay"]
                 log.error(
                     "checkpoint (%s) failed, %d inputs stay unacknowledged and offsets are "
                     "not committed until Redis is back: %s",
@@ -163,6 +175,9 @@ def create_app(
             for event in held:
                 event.ack()
             held.clear()
+            if backoff["delay"]:
+                log.info("checkpoint (%s) succeeded again; offsets are committed again", reason)
+            backoff["delay"] = 0.0
             counters.checkpoints += 1
             log.debug(
                 "checkpoint (%s): %d keys, %d bytes, %.1f ms",
@@ -179,6 +194,8 @@ def create_app(
             # batches amortise Faust's per-event cost
             async for events in source.take_events(batch_size, within=batch_within_s):
                 async with gate:
+                    if durable:
+                        events = owned(events)
                     for event in events:
                         handle_tick(stage, event, report_rejects)
                     if durable:
@@ -230,6 +247,8 @@ def create_app(
         source = stream.noack() if durable else stream
         async for events in source.take_events(batch_size, within=batch_within_s):
             async with gate:
+                if durable:
+                    events = owned(events)
                 now = time.monotonic()
                 for event in events:
                     try:
@@ -279,6 +298,13 @@ def create_app(
                 s.forget()
             voter.forget()
             join.forget()
+
+        @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+        async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+            # re-read everything not committed: inputs fetched but dropped around the
+            # rebalance come back, and those already applied are skipped by position
+            consumer: Any = app.consumer  # ConsumerT does not declare it; Consumer has it
+            await consumer.seek_to_committed()
 
         @app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def on_shutdown(sender: Any, **kwargs: Any) -> None:

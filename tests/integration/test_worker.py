@@ -49,6 +49,8 @@ def assert_same_signals(got: dict[str, Signal], expected: list[Signal]) -> None:
     assert len(want) == len(expected)
     missing, extra = want.keys() - got.keys(), got.keys() - want.keys()
     assert not missing and not extra, f"{len(missing)} missing, {len(extra)} extra"
+    differ = [(s.symbol, s.seq) for sid, s in want.items() if got[sid] != s]
+    assert not differ, f"{len(differ)} signals differ, first {differ[:5]}, last {differ[-3:]}"
     for sid, s in want.items():
         g = got[sid]
         assert (g.action, g.p_up, g.symbol, g.seq, g.ts) == (
