@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agents.join import JoinState
 from agents.stage import StageState
 from agents.voting import VoterState
 
@@ -38,6 +39,14 @@ def describe(value: Any) -> dict[str, Any]:
             "pending_labels": len(value.labeler.pending),
             "dropped_labels": value.labeler.dropped,
             "calibration": None if cal is None else {"a": cal.a, "b": cal.b, "n": cal.n},
+            "position": value.position,
+        }
+    if isinstance(value, JoinState):
+        return {
+            "kind": "join",
+            "waiting_ticks": len(value.pending),
+            "released_seq": value.released,
+            "position": value.position,
         }
     if isinstance(value, VoterState):
         return {
@@ -51,9 +60,19 @@ def describe(value: Any) -> dict[str, Any]:
 
 
 def meta(key: str, value: Any) -> dict[str, Any]:
-    """The small summary kept in a sealed blob's header (readable without unpickling)."""
+    """The small summary kept in a sealed blob's header (readable without unpickling).
+
+    ``position`` (input partition, offset) also tells a worker, on assignment, which stored
+    states belong to its partitions, before it unpickles any of them.
+    """
     if isinstance(value, StageState):
-        return {"examples_learned": value.learned, "ticks_seen": value.seq}
+        return {
+            "examples_learned": value.learned,
+            "ticks_seen": value.seq,
+            "position": value.position,
+        }
+    if isinstance(value, JoinState):
+        return {"waiting_ticks": len(value.pending), "position": value.position}
     if isinstance(value, VoterState):
         return {"weights": dict(value.weights.weights)}
     return {}

@@ -139,14 +139,35 @@ def create_app(
     join = VoteJoin(tuple(s.name for s in cfg.stages), join_timeout_s, state)
     gate = asyncio.Lock()  # a checkpoint never sees half a batch
     held: list[Any] = []  # events processed but not yet acknowledged (durable mode)
-
-    def owned(events: list[Any]) -> list[Any]:
-        """Drop events of partitions no longer assigned to us (a batch taken before a revoke):
-        their new owner re-reads them from the committed offset."""
-        current = app.consumer.assignment()
-        return [e for e in events if e.message.tp in current]
-
     backoff = {"delay": 0.0, "retry_at": 0.0}
+
+    async def batches(stream: Any) -> Any:
+        """Batches of events (amortising Faust's per-event cost); in durable mode only those of
+        partitions still assigned to us, each with a reference we hold until a checkpoint.
+
+        ``take_events`` acknowledges every event right after the batch body, noack stream or
+        not; the extra reference keeps that from marking the offset committable before the
+        state covering it is saved (the checkpoint drops the reference)."""
+        async for events in stream.take_events(batch_size, within=batch_within_s):
+            if durable:
+                current = app.consumer.assignment()  # a batch taken before a revoke: its
+                events = [e for e in events if e.message.tp in current]  # new owner re-reads
+                for event in events:
+                    event.message.incref()
+            yield events
+
+    def hold(events: list[Any]) -> bool:
+        """Keep processed events unacknowledged until a checkpoint; True when one is due."""
+        if not durable:
+            return False
+        held.extend(events)
+        return len(held) >= checkpoint_every
+
+    async def redis_down(e: redis.RedisError, what: str) -> None:
+        """Wait before retrying a state load: the input is retried, never skipped."""
+        delay = backoff["delay"] = min(max(backoff["delay"] * 2, 0.25), 5.0)
+        log.error("Redis unavailable loading %s state; retrying in %.2f s: %s", what, delay, e)
+        await asyncio.sleep(delay)
 
     async def checkpoint(reason: str) -> bool:
         """Flush outputs, save all state atomically, then release the acks it covers."""
@@ -190,17 +211,17 @@ def create_app(
 
     def stage_agent(stage: Stage, report_rejects: bool) -> Any:
         async def run(stream: Any) -> None:  # faust.Stream; StreamT lacks take_events
-            source = stream.noack() if durable else stream
-            # batches amortise Faust's per-event cost
-            async for events in source.take_events(batch_size, within=batch_within_s):
+            async for events in batches(stream):
                 async with gate:
-                    if durable:
-                        events = owned(events)
                     for event in events:
-                        handle_tick(stage, event, report_rejects)
-                    if durable:
-                        held.extend(events)
-                if durable and len(held) >= checkpoint_every:
+                        while True:
+                            try:
+                                handle_tick(stage, event, report_rejects)
+                                break
+                            except redis.RedisError as e:  # raised before any state changed
+                                await redis_down(e, stage.name)
+                    due = hold(events)
+                if due:
                     await checkpoint("events")
 
         return app.agent(ticks_t, name=f"stage-{stage.name}")(run)
@@ -221,7 +242,7 @@ def create_app(
                     "rejected tick at %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, e
                 )
             return
-        st = stage.state(tick.symbol)
+        st = stage.state(tick.symbol)  # loads from the store: the only step that may fail
         pos = st.position
         if pos is not None and pos[0] == msg.partition and msg.offset <= pos[1]:
             counters.skipped += 1  # applied before the last checkpoint: never learn twice
@@ -242,32 +263,36 @@ def create_app(
             counters.signals += 1
             signals_t.send_soon(key=signal.symbol.encode(), value=encode_signal(signal))
 
+    def handle_vote(event: Any, now: float) -> None:
+        try:
+            vote = decode_vote(event.value)
+        except DecodeError as e:
+            log.error("undecodable vote skipped: %s", e)
+            return
+        msg = event.message
+        js = join.state(vote.symbol)  # both loads first: they may fail, nothing changed yet
+        voter.state(vote.symbol)
+        pos = js.position
+        if pos is not None and pos[0] == msg.partition and msg.offset <= pos[1]:
+            counters.skipped += 1
+            return
+        counters.votes += 1
+        emit(join.add(vote, now))
+        js.position = (msg.partition, msg.offset)
+
     @app.agent(votes_t, name="voting")
     async def voting(stream: Any) -> None:
-        source = stream.noack() if durable else stream
-        async for events in source.take_events(batch_size, within=batch_within_s):
+        async for events in batches(stream):
             async with gate:
-                if durable:
-                    events = owned(events)
-                now = time.monotonic()
                 for event in events:
-                    try:
-                        vote = decode_vote(event.value)
-                    except DecodeError as e:
-                        log.error("undecodable vote skipped: %s", e)
-                        continue
-                    msg = event.message
-                    js = join.state(vote.symbol)
-                    pos = js.position
-                    if pos is not None and pos[0] == msg.partition and msg.offset <= pos[1]:
-                        counters.skipped += 1
-                        continue
-                    counters.votes += 1
-                    emit(join.add(vote, now))
-                    js.position = (msg.partition, msg.offset)
-                if durable:
-                    held.extend(events)
-            if durable and len(held) >= checkpoint_every:
+                    while True:
+                        try:
+                            handle_vote(event, time.monotonic())
+                            break
+                        except redis.RedisError as e:
+                            await redis_down(e, "voting")
+                due = hold(events)
+            if due:
                 await checkpoint("events")
 
     @app.timer(interval=max(join_timeout_s / 4, 0.05))  # type: ignore[untyped-decorator]
@@ -276,6 +301,26 @@ def create_app(
             emit(join.expire(time.monotonic()))
 
     if durable:
+        assert isinstance(store, RedisStateStore)
+        durable_store = store
+
+        def preload(assigned: set[Any]) -> int:
+            """Load the saved state of the assigned partitions before anything is processed,
+            so ticks waiting in a restored join expire even if no new vote comes for them."""
+            parts = {tp.partition for tp in assigned}
+            symbols = set()
+            for key, head, _ in durable_store.headers():
+                if isinstance(head, Exception):
+                    raise head  # never unpickled; the worker stops with the reason
+                pos = head.meta.get("position")
+                if pos is not None and pos[0] in parts:
+                    symbols.add(key.split("/", 1)[1])
+            for symbol in sorted(symbols):
+                for s in stages:
+                    s.state(symbol)
+                join.state(symbol)
+                voter.state(symbol)
+            return len(symbols)
 
         @app.timer(interval=checkpoint_interval_s)  # type: ignore[untyped-decorator]
         async def periodic_checkpoint() -> None:
@@ -286,25 +331,33 @@ def create_app(
             # save what we have, then forget it: the partitions' next owner (maybe another
             # worker) loads the state from Redis; inputs not covered are simply re-delivered
             saved = await checkpoint("revoked")
-            held[:] = [e for e in held if e.message.tp not in revoked]
-            if not saved:
-                log.error(
-                    "state of revoked partitions could not be saved; it will be "
-                    "rebuilt from the last checkpoint by their next owner"
-                )
-            assert isinstance(store, RedisStateStore)
-            store.forget()
-            for s in stages:
-                s.forget()
-            voter.forget()
-            join.forget()
+            async with gate:
+                held[:] = [e for e in held if e.message.tp not in revoked]
+                if not saved:
+                    log.error(
+                        "state of revoked partitions could not be saved; it will be "
+                        "rebuilt from the last checkpoint by their next owner"
+                    )
+                durable_store.forget()
+                for s in stages:
+                    s.forget()
+                voter.forget()
+                join.forget()
 
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
-            # re-read everything not committed: inputs fetched but dropped around the
-            # rebalance come back, and those already applied are skipped by position
-            consumer: Any = app.consumer  # ConsumerT does not declare it; Consumer has it
-            await consumer.seek_to_committed()
+            async with gate:
+                while True:
+                    try:
+                        n = preload(assigned)
+                        break
+                    except redis.RedisError as e:
+                        await redis_down(e, "assigned partitions'")
+                log.info("loaded the saved state of %d symbol(s) of the assigned partitions", n)
+                # re-read everything not committed: inputs fetched but dropped around the
+                # rebalance come back, and those already applied are skipped by position
+                consumer: Any = app.consumer  # ConsumerT does not declare it; Consumer has it
+                await consumer.seek_to_committed()
 
         @app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def on_shutdown(sender: Any, **kwargs: Any) -> None:

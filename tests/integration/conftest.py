@@ -88,6 +88,10 @@ def start_worker(prefix: str, tmp_path: Path) -> Iterator[Callable[..., subproce
             proc.wait()
     for log in logs:
         log.close()
+    for n in range(len(logs)):  # shown by pytest only when the test failed
+        lines = (tmp_path / f"worker{n}.log").read_text(errors="replace").splitlines()
+        print(f"--- worker{n}.log (last 40 of {len(lines)} lines) ---")
+        print("\n".join(lines[-40:]))
 
 
 def drain(rt: RuntimeConfig, topic: str, timeout: float = 15.0) -> list[tuple[int, bytes, bytes]]:

@@ -93,10 +93,6 @@ def test_sigkill_three_times_loses_and_repeats_nothing(
     assert_same_signals(got, expected)
 
 
-@pytest.mark.xfail(
-    reason="passes alone, intermittent in the full suite on 2 cores (issue 4 open)",
-    strict=False,
-)
 def test_two_workers_share_partitions_and_one_stops(
     rt: RuntimeConfig, start_worker: StartWorker, pipeline: str
 ) -> None:
@@ -119,10 +115,6 @@ def test_two_workers_share_partitions_and_one_stops(
     assert_same_signals(got, expected)
 
 
-@pytest.mark.xfail(
-    reason="passes alone, intermittent in the full suite on 2 cores (issue 4 open)",
-    strict=False,
-)
 def test_redis_outage_mid_stream_changes_nothing(
     rt: RuntimeConfig, start_worker: StartWorker, pipeline: str
 ) -> None:
