@@ -16,11 +16,14 @@ from rich.table import Table
 
 from config.settings import ConfigError, load_config
 from models.factory import ModelConfigError
+from quorum.cli_common import ConfigOpt, console
+from quorum.cli_common import fail as _fail
+from quorum.cli_common import runtime_or_exit as _runtime
+from quorum.state_cmd import open_store, state_app
 from streams.readers import Format, ReaderError
 from streams.timeparse import parse_time_ns
 
 if TYPE_CHECKING:
-    from config.runtime import RuntimeConfig
     from streams.records import Signal, StageVote
     from streams.replay import ReplaySummary
 
@@ -29,7 +32,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console(stderr=True)
 
 
 @app.callback()
@@ -53,16 +55,10 @@ def _symbols(value: str | None) -> list[str] | None:
 
 
 PathsArg = Annotated[list[Path], typer.Argument(help="Tick files (Binance raw, CSV, JSONL; gz ok)")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config")]
 FormatOpt = Annotated[Format | None, typer.Option("--format", help="Override format detection")]
 SymbolsOpt = Annotated[str | None, typer.Option("--symbols", help="Comma-separated symbols")]
 StartOpt = Annotated[str | None, typer.Option("--start", help="Inclusive: ns or ISO-8601+offset")]
 EndOpt = Annotated[str | None, typer.Option("--end", help="Exclusive: ns or ISO-8601+offset")]
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code=2)
 
 
 def _progress(unit: str, quiet: bool) -> Progress:
@@ -180,14 +176,6 @@ class SignalsFormat(StrEnum):
     TABLE = "table"
 
 
-def _runtime(config: Path | None) -> RuntimeConfig:
-    """The runtime settings of ``config`` (or the default) with QUORUM_* variables applied."""
-    try:
-        return load_config(config).runtime
-    except ConfigError as e:
-        raise _fail(str(e)) from None
-
-
 def _speed(value: str) -> float | None:
     if value.strip().lower() == "max":
         return None
@@ -239,6 +227,7 @@ def services(
         raise typer.Exit(code=3)
 
 
+app.add_typer(state_app, name="state")
 topics_app = typer.Typer(help="The pipeline's Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 
@@ -444,22 +433,6 @@ class StateBackend(StrEnum):
     REDIS = "redis"
 
 
-def _redis_store(runtime: RuntimeConfig) -> Any:
-    """The Redis state store of this pipeline; the signing secret comes from the environment."""
-    from agents.describe import meta
-    from models.sealed import StateSealer
-    from streams.redis_store import RedisStateStore, redis_client
-
-    secret = os.environ.get("QUORUM_STATE_SECRET", "")
-    if len(secret) < 16:
-        raise _fail(
-            "set QUORUM_STATE_SECRET (at least 16 characters): state blobs in Redis are "
-            "signed with it and refused when the signature does not match"
-        )
-    sealer = StateSealer(secret.encode(), runtime.pipeline.name)
-    return RedisStateStore(redis_client(runtime.redis.url), sealer, meta=meta)
-
-
 @app.command()
 def worker(
     config: ConfigOpt = None,
@@ -504,7 +477,7 @@ def worker(
         ensure_topics(runtime)  # Faust must not auto-create them (partitions, retention)
     except TopicError as e:
         raise _fail(str(e)) from None
-    store = _redis_store(runtime) if state is StateBackend.REDIS else None
+    store = open_store(runtime) if state is StateBackend.REDIS else None
     if store is not None:
         refused = [(k, h) for k, h, _ in store.headers() if isinstance(h, Exception)]
         if refused:  # verified without unpickling anything
