@@ -3,8 +3,10 @@
 Votes for a symbol arrive from independent stage agents in any interleaving, but each stage's
 votes come in tick order. The join releases a tick's votes when every stage has voted, strictly
 in tick order per symbol (the voter learns from outcomes, so order is part of determinism). A
-tick still incomplete after ``timeout_s`` is released with what it has, so a dead stage cannot
-stall the pipeline; its signal names the missing stages.
+tick still incomplete after ``timeout_s`` is released with what it has once its missing stages
+have also sent no vote at all (for any symbol) for ``timeout_s``: a dead stage cannot stall the
+pipeline, and its signal names the missing stages; a stage that is only behind, busy with a
+backlog and still voting, is waited for, so a backlog never changes a signal.
 
 ``now`` is passed in by the driver: this module never reads a clock.
 """
@@ -39,6 +41,8 @@ class VoteJoin:
         self._symbols: dict[str, JoinState] = {}
         self.late = 0  # votes that arrived after their tick was released
         self.timed_out = 0
+        self._heard: dict[str, float] = {}  # stage -> when its last vote (any symbol) came
+        self._since: float | None = None  # first call: a stage never heard counts from here
 
     def state(self, symbol: str) -> JoinState:
         sym = self._symbols.get(symbol)
@@ -61,6 +65,9 @@ class VoteJoin:
     def add(self, vote: Vote, now: float) -> list[list[Vote]]:
         """Take one vote; return the ticks (lists of votes in stage order) now ready."""
         sym = self.state(vote.symbol)
+        self._heard[vote.stage] = now
+        if self._since is None:
+            self._since = now
         if vote.seq <= sym.released:
             self.late += 1
             return []
@@ -75,10 +82,19 @@ class VoteJoin:
 
     def expire(self, now: float) -> list[list[Vote]]:
         """Release ticks waiting longer than the timeout (and complete ones queued behind)."""
+        if self._since is None:
+            self._since = now
         out: list[list[Vote]] = []
         for sym in self._symbols.values():
             out.extend(self._release(sym, now, expire=True))
         return out
+
+    def _silent(self, votes: dict[str, Vote], now: float) -> bool:
+        """Every stage missing from ``votes`` has sent nothing for the timeout."""
+        since = self._since if self._since is not None else now
+        return all(
+            now - self._heard.get(s, since) >= self.timeout_s for s in self.stages if s not in votes
+        )
 
     def _release(self, sym: JoinState, now: float, *, expire: bool) -> list[list[Vote]]:
         out: list[list[Vote]] = []
@@ -90,7 +106,7 @@ class VoteJoin:
                     sym.pending[k] = (now, v)
                 first_seen = now
             if len(votes) < n:
-                if not (expire and now - first_seen >= self.timeout_s):
+                if not (expire and now - first_seen >= self.timeout_s and self._silent(votes, now)):
                     break
                 self.timed_out += 1
             sym.pending.popitem(last=False)

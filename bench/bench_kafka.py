@@ -31,6 +31,7 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
+import redis
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
@@ -47,6 +48,7 @@ from config.settings import load_config
 from streams.codecs import DecodeError, decode_signal, encode_tick
 from streams.readers import read_ticks
 from streams.records import Tick, Trade
+from streams.redis_store import redis_client
 from streams.replay import producer_config, replay
 from streams.signal_consumer import iter_signals
 from streams.topics import admin_client, ensure_topics
@@ -65,6 +67,7 @@ LATENCY_LEAD_S = 0.2  # the first latency tick is scheduled this far after the s
 POLL_EVERY = 100  # produce calls between poll(0) in the transport part (as streams.replay)
 CONSUME_BATCH = 10_000
 _MB = 1_000_000
+BENCH_SECRET = "bench-only-state-secret-0123456789"  # unless QUORUM_STATE_SECRET is set
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,6 +106,13 @@ def fresh_topics(part: str) -> Iterator[RuntimeConfig]:
                     future.result(timeout=30)
         except (KafkaException, TimeoutError) as e:
             print(f"  warning: cleaning up {prefix}* failed: {e}", file=sys.stderr)
+        try:  # the state a --state redis worker left under its pipeline name
+            client = redis_client(runtime.redis.url)
+            keys = list(client.scan_iter(match=f"quorum:{prefix.rstrip('.')}:*"))
+            if keys:
+                client.delete(*keys)
+        except redis.RedisError:
+            pass  # no Redis: no state was kept there
 
 
 def group_joined(admin: AdminClient, group: str, topic: str, partitions: int) -> bool:
@@ -215,7 +225,10 @@ class Worker:
 
 @contextlib.contextmanager
 def running_worker(
-    runtime: RuntimeConfig, part: str, probe_seen: threading.Event
+    runtime: RuntimeConfig,
+    part: str,
+    probe_seen: threading.Event,
+    worker_args: Sequence[str] = (),
 ) -> Iterator[Worker]:
     """One ``quorum worker`` on ``runtime``'s prefix, yielded once it has answered a probe
     trade (see :func:`wait_live`); stopped with SIGTERM (SIGKILL after 20 s). Its log is
@@ -226,12 +239,13 @@ def running_worker(
         "QUORUM_TOPIC_PREFIX": prefix,
         # namespaces any Redis keys too, so a worker never resumes another run's state
         "QUORUM_PIPELINE": prefix.rstrip("."),
+        "QUORUM_STATE_SECRET": os.environ.get("QUORUM_STATE_SECRET", BENCH_SECRET),
     }
     fd, name = tempfile.mkstemp(prefix=f"quorum-bench-{part}-", suffix=".log")
     log_path = Path(name)
     log: IO[bytes] = os.fdopen(fd, "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "quorum.cli", "worker", "--no-web", "-l", "warning"],
+        [sys.executable, "-m", "quorum.cli", "worker", "--no-web", "-l", "warning", *worker_args],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -383,17 +397,23 @@ class PipelineResult:
     last_signal_s: float | None
     worker: Worker
     cpu: CpuMeter
+    state: str = "memory"
 
     @property
     def ticks_per_s(self) -> float | None:
         return self.ticks / self.last_signal_s if self.last_signal_s else None
 
 
-def run_pipeline(paths: Sequence[Path]) -> PipelineResult:
+def run_pipeline(paths: Sequence[Path], state: str = "memory") -> PipelineResult:
+    """``replay --speed max`` into one worker; ``state`` redis: checkpointed to Redis (its
+    default checkpoint settings), memory: no checkpoints."""
     ticks = load_ticks(paths)
     trades = sum(1 for t in ticks if t.kind == "trade")
     del ticks
-    print(f"[pipeline] input {_rel(paths)}: expecting {trades:,} signals (one per trade)")
+    print(
+        f"[pipeline] input {_rel(paths)}, state {state}: expecting {trades:,} signals "
+        "(one per trade)"
+    )
     arrivals: list[float] = []
     missing_stages = 0
     probe_seen = threading.Event()
@@ -421,7 +441,7 @@ def run_pipeline(paths: Sequence[Path]) -> PipelineResult:
         reader = threading.Thread(target=read, name="signals", daemon=True)
         reader.start()
         print("[pipeline] starting the worker ...", flush=True)
-        with running_worker(rt, "pipeline", probe_seen) as w:
+        with running_worker(rt, "pipeline", probe_seen, ("--state", state)) as w:
             print(
                 f"[pipeline] worker joined after {w.joined_s:.1f} s, answered a probe after "
                 f"{w.live_s:.1f} s; replaying (speed max) ...",
@@ -451,6 +471,7 @@ def run_pipeline(paths: Sequence[Path]) -> PipelineResult:
         last_signal_s=arrivals[-1] - t0 if arrivals else None,
         worker=w,
         cpu=cpu,
+        state=state,
     )
 
 
@@ -684,7 +705,7 @@ def print_transport(r: TransportResult) -> None:
 
 
 def print_pipeline(r: PipelineResult, paths: Sequence[Path]) -> None:
-    print(f"pipeline throughput (one worker; {_rel(paths)})")
+    print(f"pipeline throughput (one worker, state {r.state}; {_rel(paths)})")
     tps = r.ticks_per_s
     print(f"  ticks             {r.ticks:,} replayed ({r.trades:,} trades)")
     print(f"  signals           {r.signals:,} of {r.trades:,} expected")
@@ -749,6 +770,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help="input of --pipeline (default: the two tests/fixtures/*_head.gz)",
     )
+    ap.add_argument(
+        "--state",
+        choices=("memory", "redis", "both"),
+        default="memory",
+        help="--pipeline worker state: memory (no checkpoints), redis (checkpoints), or both",
+    )
     ap.add_argument("--rate", type=float, default=1000.0, help="--latency ticks/s (1000)")
     ap.add_argument("--seconds", type=float, default=30.0, help="--latency duration (30)")
     args = ap.parse_args(argv)
@@ -760,14 +787,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     pipeline_paths: list[Path] = args.files or FIXTURES
 
     transport = run_transport(SAMPLE) if every or args.transport else None
-    pipeline = run_pipeline(pipeline_paths) if every or args.pipeline else None
+    states = ("memory", "redis") if args.state == "both" else (args.state,)
+    pipelines = []
+    if every or args.pipeline:
+        pipelines = [run_pipeline(pipeline_paths, st) for st in states]
     latency = run_latency(SAMPLE, args.rate, args.seconds) if every or args.latency else None
 
     print()
     print(f"machine: {machine()}")
     if transport is not None:
         print_transport(transport)
-    if pipeline is not None:
+    for pipeline in pipelines:
         print_pipeline(pipeline, pipeline_paths)
     if latency is not None:
         print_latency(latency)

@@ -30,10 +30,23 @@ def test_a_complete_tick_waits_behind_an_incomplete_earlier_one() -> None:
     assert j.add(v("a", 1), 0.0) == []
     for s in STAGES:
         assert j.add(v(s, 2), 1.0) == []
-    assert j.expire(4.9) == []
-    assert seqs(j.expire(5.0)) == [(1, ("a",)), (2, STAGES)]
+    assert j.expire(5.5) == []  # b and c voted (for 2) at 1.0: alive, only behind on 1
+    assert seqs(j.expire(6.0)) == [(1, ("a",)), (2, STAGES)]  # silent for 5 s: given up
     assert j.timed_out == 1
-    assert j.add(v("b", 1), 6.0) == [] and j.late == 1
+    assert j.add(v("b", 1), 7.0) == [] and j.late == 1
+
+
+def test_a_stage_that_is_behind_but_voting_is_waited_for() -> None:
+    j = VoteJoin(STAGES, timeout_s=5)
+    for s in ("a", "b"):  # a and b are far ahead: done with X and Y
+        assert j.add(v(s, 1), 0.0) == []
+        for seq in range(1, 60):
+            assert j.add(v(s, seq, symbol="Y"), 0.0) == []
+    for t in range(1, 60):  # c works through its backlog of Y: slow, not dead
+        assert seqs(j.add(v("c", t, symbol="Y"), float(t))) == [(t, STAGES)]
+        assert j.expire(float(t)) == []
+    assert seqs(j.add(v("c", 1), 60.0)) == [(1, STAGES)]
+    assert j.timed_out == 0
 
 
 def test_symbols_are_independent() -> None:
