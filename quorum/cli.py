@@ -479,7 +479,13 @@ def worker(
         raise _fail(str(e)) from None
     store = open_store(runtime) if state is StateBackend.REDIS else None
     if store is not None:
-        refused = [(k, h) for k, h, _ in store.headers() if isinstance(h, Exception)]
+        import redis
+
+        try:
+            headers = store.headers()
+        except redis.RedisError as e:
+            raise _fail(f"cannot read state from Redis: {e}") from None
+        refused = [(k, h) for k, h, _ in headers if isinstance(h, Exception)]
         if refused:  # verified without unpickling anything
             raise _fail(
                 "refusing to start: state in Redis failed verification:\n"
