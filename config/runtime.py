@@ -44,6 +44,9 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "QUORUM_TOPIC_PREFIX": ("topics", "prefix"),
     "QUORUM_TOPIC_PARTITIONS": ("topics", "partitions"),
     "QUORUM_REDIS_URL": ("redis", "url"),
+    "QUORUM_STATE_BACKEND": ("state", "backend"),
+    "QUORUM_STATE_CHECKPOINT_EVERY": ("state", "checkpoint_every"),
+    "QUORUM_STATE_CHECKPOINT_INTERVAL_S": ("state", "checkpoint_interval_s"),
     "QUORUM_PIPELINE": ("pipeline", "name"),
     "QUORUM_WEB_HOST": ("web", "host"),
     "QUORUM_WEB_PORT": ("web", "port"),
@@ -158,6 +161,14 @@ class RedisSettings(_Frozen):
         return v
 
 
+class StateSettings(_Frozen):
+    """Where a worker keeps model state, and how often it checkpoints (redis only)."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    checkpoint_every: int = Field(default=5000, ge=1, description="inputs between checkpoints")
+    checkpoint_interval_s: float = Field(default=2.0, gt=0, description="...or seconds")
+
+
 class PipelineSettings(_Frozen):
     name: str = Field(default="quorum", pattern=r"^[A-Za-z0-9._-]+$")
 
@@ -173,6 +184,7 @@ class RuntimeConfig(_Frozen):
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicsSettings = TopicsSettings()
     redis: RedisSettings = RedisSettings()
+    state: StateSettings = StateSettings()
     pipeline: PipelineSettings = PipelineSettings()
     web: WebSettings = WebSettings()
 

@@ -445,14 +445,17 @@ def worker(
     ] = 10.0,
     loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "info",
     state: Annotated[
-        StateBackend, typer.Option("--state", help="memory, or redis: checkpointed, crash-safe")
-    ] = StateBackend.MEMORY,
+        StateBackend | None,
+        typer.Option("--state", help="memory, or redis: checkpointed, crash-safe [runtime.state]"),
+    ] = None,
     checkpoint_every: Annotated[
-        int, typer.Option("--checkpoint-every", help="Checkpoint after this many inputs")
-    ] = 5000,
+        int | None,
+        typer.Option("--checkpoint-every", min=1, help="Checkpoint after this many inputs"),
+    ] = None,
     checkpoint_interval: Annotated[
-        float, typer.Option("--checkpoint-interval", help="...or after this many seconds")
-    ] = 2.0,
+        float | None,
+        typer.Option("--checkpoint-interval", min=0.01, help="...or after this many seconds"),
+    ] = None,
 ) -> None:
     """Run a streaming worker: one agent per feature stage and the voting agent, on Kafka.
 
@@ -477,7 +480,9 @@ def worker(
         ensure_topics(runtime)  # Faust must not auto-create them (partitions, retention)
     except TopicError as e:
         raise _fail(str(e)) from None
-    store = open_store(runtime) if state is StateBackend.REDIS else None
+    settings = runtime.state
+    backend = state.value if state is not None else settings.backend
+    store = open_store(runtime) if backend == StateBackend.REDIS.value else None
     if store is not None:
         import redis
 
@@ -498,8 +503,8 @@ def worker(
         store=store,
         join_timeout_s=join_timeout,
         web_enabled=not no_web,
-        checkpoint_every=checkpoint_every,
-        checkpoint_interval_s=checkpoint_interval,
+        checkpoint_every=checkpoint_every or settings.checkpoint_every,
+        checkpoint_interval_s=checkpoint_interval or settings.checkpoint_interval_s,
     )
     faust.Worker(app_, loglevel=loglevel, quiet=True).execute_from_commandline()
 

@@ -138,14 +138,19 @@ def test_redis_outage_mid_stream_changes_nothing(
 
 
 def test_tampered_state_is_refused_by_the_worker(
-    rt: RuntimeConfig, start_worker: StartWorker, pipeline: str, tmp_path: Path
+    rt: RuntimeConfig,
+    start_worker: StartWorker,
+    pipeline: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     client = redis_client(os.environ.get("QUORUM_REDIS_URL", "redis://127.0.0.1:6379/0"))
     forged = StateSealer(b"not-the-real-secret-0123", pipeline).seal(
         "microstructure/BTCUSDT", {"evil": True}, version=1
     )
     client.set(f"quorum:{pipeline}:state:microstructure/BTCUSDT", forged)
-    worker = start_worker(*DURABLE)
+    monkeypatch.setenv("QUORUM_STATE_BACKEND", "redis")  # the config's way to ask for --state redis
+    worker = start_worker()
     assert worker.wait(timeout=60) == 2
     log = (tmp_path / "worker0.log").read_text()
     assert "refusing to start" in log

@@ -80,6 +80,16 @@ def test_env_overrides_file_overrides_defaults(tmp_path: Path) -> None:
     assert rt.topic("rejected") == "t1.ticks.rejected"
 
 
+def test_state_settings_from_file_and_env(tmp_path: Path) -> None:
+    assert RuntimeConfig().state.backend == "memory"
+    path = _config_file(tmp_path, {"state": {"backend": "redis", "checkpoint_every": 100}})
+    st = load_config(path, environ={}).runtime.state
+    assert (st.backend, st.checkpoint_every, st.checkpoint_interval_s) == ("redis", 100, 2.0)
+    env = {"QUORUM_STATE_BACKEND": "memory", "QUORUM_STATE_CHECKPOINT_INTERVAL_S": "0.5"}
+    st = load_config(path, environ=env).runtime.state
+    assert (st.backend, st.checkpoint_every, st.checkpoint_interval_s) == ("memory", 100, 0.5)
+
+
 def test_load_config_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QUORUM_TOPIC_PREFIX", "ci-42.")
     assert load_config().runtime.topic("signals") == "ci-42.signals"
@@ -122,6 +132,8 @@ def test_runtime_never_changes_the_hash(tmp_path: Path) -> None:
         ({"kafka": {"security_protocol": "TLS"}}, "runtime.kafka.security_protocol"),
         ({"redis": {"url": "http://x"}}, "runtime.redis.url"),
         ({"web": {"port": 70000}}, "runtime.web.port"),
+        ({"state": {"backend": "disk"}}, "runtime.state.backend"),
+        ({"state": {"checkpoint_every": 0}}, "runtime.state.checkpoint_every"),
     ],
 )
 def test_bad_runtime_keys_are_named(tmp_path: Path, runtime: dict[str, Any], needle: str) -> None:
