@@ -14,14 +14,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from config.runtime import RuntimeConfig
 from models.sealed import StateSealer
 from quorum import run_backtest
+from streams.codecs import decode_signal
 from streams.redis_store import redis_client
 from streams.replay import replay
 from streams.services import ServiceConfig, down, up
-from streams.signal_consumer import iter_signals
 from tests.conftest import SAMPLE_FILES
 from tests.integration.test_worker import assert_same_signals, collect
 
@@ -55,14 +56,19 @@ class Watcher:
         self._thread.start()
 
     def _run(self, rt: RuntimeConfig) -> None:
-        stream = iter_signals(rt, from_beginning=True, follow=False, timeout_s=600)
+        topic = rt.topic("signals")
+        consumer = Consumer(
+            {**rt.librdkafka(), "group.id": rt.group(f"watch-{uuid.uuid4().hex[:8]}")}
+        )
         try:
-            for s in stream:
-                self.ids.add(s.id)
-                if self._stop.is_set():
-                    break
+            parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+            while not self._stop.is_set():
+                for msg in consumer.consume(500, 0.2):
+                    if msg.error() is None:
+                        self.ids.add(decode_signal(msg.value() or b"").id)
         finally:
-            stream.close()
+            consumer.close()
 
     def wait_for(self, n: int, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -72,6 +78,7 @@ class Watcher:
 
     def stop(self) -> None:
         self._stop.set()
+        self._thread.join(timeout=10)
 
 
 def test_sigkill_three_times_loses_and_repeats_nothing(
