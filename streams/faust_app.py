@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,9 +38,22 @@ from config.runtime import RuntimeConfig
 from config.settings import PipelineConfig
 from models.state import MemoryStateStore, StateStore
 from streams.codecs import DecodeError, decode_tick, decode_vote, encode_signal, encode_vote
-from streams.redis_store import RedisStateStore
+from streams.redis_store import RedisStateStore, StateFencedError
 
 log = logging.getLogger("quorum.worker")
+
+#: Exit status of a worker whose checkpoint was fenced (see :func:`exit_fenced`).
+EXIT_FENCED = 3
+
+
+def exit_fenced(error: StateFencedError) -> None:
+    """A fenced worker lost its partitions without noticing and its live state is stale: it
+    stops at once, like a crash, which the design already makes safe (nothing it holds was
+    acknowledged; the partitions' owner has the saved state). Restarting it is its
+    supervisor's job; it then loads the saved state like any new worker."""
+    log.critical("%s; stopping now (exit %d) so it cannot write again", error, EXIT_FENCED)
+    logging.shutdown()
+    os._exit(EXIT_FENCED)
 
 
 @dataclass
@@ -79,6 +94,7 @@ def create_app(
     batch_within_s: float = 0.01,
     checkpoint_every: int = 5000,
     checkpoint_interval_s: float = 2.0,
+    on_fenced: Callable[[StateFencedError], None] = exit_fenced,
 ) -> tuple[faust.App, WorkerCounters]:
     """Build the worker app for ``cfg``; the topics must exist (see streams.topics).
 
@@ -181,6 +197,9 @@ def create_app(
             try:
                 store.touch_all()
                 stats = store.checkpoint()
+            except StateFencedError as e:
+                on_fenced(e)
+                return False
             except redis.RedisError as e:
                 counters.checkpoint_failures += 1
                 backoff["delay"] = min(max(backoff["delay"] * 2, 0.25), 5.0)

@@ -4,6 +4,12 @@ Stages and the voting agent keep working on live objects; ``checkpoint`` writes 
 key as one sealed blob (see models.sealed) inside a single MULTI/EXEC transaction, so a
 checkpoint is all or nothing. Keys are namespaced by pipeline name:
 ``quorum:<pipeline>:state:<owner>/<symbol>``.
+
+Checkpoints are fenced: a hash ``quorum:<pipeline>:versions`` holds each key's version, and a
+checkpoint (under WATCH) only writes when every version is still the one this store loaded or
+last wrote. A worker that lost its partitions without noticing (a stall longer than its session)
+therefore cannot overwrite the state its successor has saved since: its checkpoint raises
+:class:`StateFencedError` instead.
 """
 
 from __future__ import annotations
@@ -18,6 +24,15 @@ import redis
 from models.sealed import SealedHeader, StateIntegrityError, StateSealer
 
 MetaFn = Callable[[str, Any], dict[str, Any]]
+
+
+class StateFencedError(RuntimeError):
+    """Another writer saved some of these keys since we loaded them: our live state is stale."""
+
+    def __init__(self, keys: list[str]) -> None:
+        shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        super().__init__(f"state written by another worker since we loaded it: {shown}")
+        self.keys = keys
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,7 @@ class RedisStateStore:
         self.client = client
         self.sealer = sealer
         self.prefix = f"quorum:{sealer.pipeline}:state:"
+        self.versions_key = f"quorum:{sealer.pipeline}:versions"
         self._meta = meta or (lambda key, value: {})
         self._live: dict[str, Any] = {}
         self._versions: dict[str, int] = {}
@@ -52,6 +68,7 @@ class RedisStateStore:
             return self._live[key]
         blob = self.client.get(self.prefix + key)
         if blob is None:
+            self._versions[key] = 0  # absent: a checkpoint expects nobody to create it first
             return None
         head, value = self.sealer.open(key, bytes(blob))  # type: ignore[arg-type]
         self._live[key] = value
@@ -76,24 +93,42 @@ class RedisStateStore:
         self._dirty.update(self._live)
 
     def checkpoint(self, extra_meta: dict[str, Any] | None = None) -> CheckpointStats:
-        """Write every changed key, sealed, in one transaction; bump each key's version."""
+        """Write every changed key, sealed, in one fenced transaction; bump each key's version.
+
+        Raises :class:`StateFencedError` (nothing written) when another writer got there first.
+        """
         t0 = time.perf_counter()
         keys = sorted(self._dirty)
         if not keys:
             return CheckpointStats(0, 0, 0.0)
-        total = 0
-        pipe = self.client.pipeline(transaction=True)
-        versions = {}
+        blobs: dict[str, bytes] = {}
+        versions: dict[str, int] = {}
         for key in keys:
             version = self._versions.get(key, 0) + 1
             meta = {**self._meta(key, self._live[key]), **(extra_meta or {})}
-            blob = self.sealer.seal(key, self._live[key], version, meta)
-            total += len(blob)
-            pipe.set(self.prefix + key, blob)
+            blobs[key] = self.sealer.seal(key, self._live[key], version, meta)
             versions[key] = version
-        pipe.execute()
+        with self.client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(self.versions_key)  # type: ignore[no-untyped-call]
+                stored = pipe.hmget(self.versions_key, keys)
+                stale = [
+                    k
+                    for k, v in zip(keys, stored, strict=True)
+                    if v is not None and int(v) != self._versions.get(k, 0)
+                ]
+                if stale:
+                    raise StateFencedError(stale)
+                pipe.multi()
+                for key, blob in blobs.items():
+                    pipe.set(self.prefix + key, blob)
+                pipe.hset(self.versions_key, mapping=versions)  # type: ignore[arg-type]
+                pipe.execute()
+            except redis.WatchError:
+                raise StateFencedError(keys) from None
         self._versions.update(versions)
         self._dirty.clear()
+        total = sum(len(b) for b in blobs.values())
         return CheckpointStats(len(keys), total, (time.perf_counter() - t0) * 1e3)
 
     # --- inspection (quorum state ...) --------------------------------------------------------
@@ -128,4 +163,8 @@ class RedisStateStore:
             self._versions.pop(key, None)
         if not keys:
             return 0
-        return int(self.client.delete(*(self.prefix + k for k in keys)))
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(*(self.prefix + k for k in keys))
+        pipe.hdel(self.versions_key, *keys)
+        deleted, _ = pipe.execute()
+        return int(deleted)

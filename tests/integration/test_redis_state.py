@@ -15,7 +15,7 @@ from config.settings import load_config
 from models.sealed import StateIntegrityError, StateSealer
 from streams.readers import read_ticks
 from streams.records import Signal, Tick
-from streams.redis_store import RedisStateStore, redis_client
+from streams.redis_store import RedisStateStore, StateFencedError, redis_client
 from tests.conftest import SAMPLE_FILES
 
 pytestmark = pytest.mark.integration
@@ -76,3 +76,39 @@ def test_tampered_state_in_redis_is_refused(sealer: StateSealer) -> None:
         _run(Pipeline(cfg, fresh), list(read_ticks([SAMPLE_FILES[0]]))[:100])
     refused = {k: h for k, h, _ in fresh.headers() if isinstance(h, StateIntegrityError)}
     assert list(refused) == ["voting/BTCUSDT"]
+
+
+def test_a_stale_writer_is_fenced_off(sealer: StateSealer) -> None:
+    """Two workers believed they owned the same symbol: the one that saved second from stale
+    state is refused, and what the first saved stays."""
+    cfg = load_config()
+    ticks = list(read_ticks([SAMPLE_FILES[0]]))[:2000]
+    first = RedisStateStore(redis_client(URL), sealer, meta=meta)
+    _run(Pipeline(cfg, first), ticks[:1000])
+    first.touch_all()
+    first.checkpoint()
+
+    zombie = RedisStateStore(redis_client(URL), sealer, meta=meta)  # loads version 1
+    successor = RedisStateStore(redis_client(URL), sealer, meta=meta)  # loads version 1
+    _run(Pipeline(cfg, zombie), ticks[1000:1500])
+    _run(Pipeline(cfg, successor), ticks[1000:2000])
+    successor.touch_all()
+    successor.checkpoint()  # version 2
+    zombie.touch_all()
+    with pytest.raises(StateFencedError, match="microstructure/BTCUSDT"):
+        zombie.checkpoint()
+    saved = RedisStateStore(redis_client(URL), sealer)
+    heads = {k: h for k, h, _ in saved.headers()}
+    assert heads["microstructure/BTCUSDT"].version == 2  # type: ignore[union-attr]
+    assert saved.get("microstructure/BTCUSDT").seq == 2000  # the successor's, not the zombie's
+
+    # a store that created a key nobody had is fenced too when someone else created it first
+    late = RedisStateStore(redis_client(URL), sealer, meta=meta)
+    assert late.get("microstructure/NEWCOIN") is None
+    early = RedisStateStore(redis_client(URL), sealer, meta=meta)
+    assert early.get("microstructure/NEWCOIN") is None
+    early.put("microstructure/NEWCOIN", {"n": 1})
+    early.checkpoint()
+    late.put("microstructure/NEWCOIN", {"n": 2})
+    with pytest.raises(StateFencedError):
+        late.checkpoint()
