@@ -15,6 +15,7 @@ therefore cannot overwrite the state its successor has saved since: its checkpoi
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,7 @@ class RedisStateStore:
         self.sealer = sealer
         self.prefix = f"quorum:{sealer.pipeline}:state:"
         self.versions_key = f"quorum:{sealer.pipeline}:versions"
+        self.writer = uuid.uuid4().hex[:12]  # tells our own earlier writes from others'
         self._meta = meta or (lambda key, value: {})
         self._live: dict[str, Any] = {}
         self._versions: dict[str, int] = {}
@@ -101,35 +103,57 @@ class RedisStateStore:
         keys = sorted(self._dirty)
         if not keys:
             return CheckpointStats(0, 0, 0.0)
-        blobs: dict[str, bytes] = {}
-        versions: dict[str, int] = {}
-        for key in keys:
-            version = self._versions.get(key, 0) + 1
-            meta = {**self._meta(key, self._live[key]), **(extra_meta or {})}
-            blobs[key] = self.sealer.seal(key, self._live[key], version, meta)
-            versions[key] = version
-        with self.client.pipeline(transaction=True) as pipe:
-            try:
-                pipe.watch(self.versions_key)  # type: ignore[no-untyped-call]
-                stored = pipe.hmget(self.versions_key, keys)
-                stale = [
-                    k
-                    for k, v in zip(keys, stored, strict=True)
-                    if v is not None and int(v) != self._versions.get(k, 0)
-                ]
-                if stale:
-                    raise StateFencedError(stale)
-                pipe.multi()
-                for key, blob in blobs.items():
-                    pipe.set(self.prefix + key, blob)
-                pipe.hset(self.versions_key, mapping=versions)  # type: ignore[arg-type]
-                pipe.execute()
-            except redis.WatchError:
-                raise StateFencedError(keys) from None
+        while True:  # WATCH covers the whole hash: other workers' checkpoints retry us
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(self.versions_key)  # type: ignore[no-untyped-call]
+                    stored = pipe.hmget(self.versions_key, keys)
+                    bases = [self._base(k, v) for k, v in zip(keys, stored, strict=True)]
+                    stale = [k for k, base in zip(keys, bases, strict=True) if base is None]
+                    if stale:
+                        raise StateFencedError(stale)
+                    versions = {
+                        k: base + 1 for k, base in zip(keys, bases, strict=True) if base is not None
+                    }
+                    blobs = {
+                        k: self.sealer.seal(
+                            k,
+                            self._live[k],
+                            versions[k],
+                            {**self._meta(k, self._live[k]), **(extra_meta or {})},
+                        )
+                        for k in keys
+                    }
+                    pipe.multi()
+                    for key, blob in blobs.items():
+                        pipe.set(self.prefix + key, blob)
+                    pipe.hset(
+                        self.versions_key,
+                        mapping={k: f"{v}/{self.writer}" for k, v in versions.items()},
+                    )
+                    pipe.execute()
+                    break
+                except redis.WatchError:
+                    continue
         self._versions.update(versions)
         self._dirty.clear()
         total = sum(len(b) for b in blobs.values())
         return CheckpointStats(len(keys), total, (time.perf_counter() - t0) * 1e3)
+
+    def _base(self, key: str, stored: bytes | str | None) -> int | None:
+        """The version to build on, or None when someone else wrote ``key`` since we read it.
+
+        Our own writer id in the hash means the last write was ours, even one whose reply was
+        lost (Redis went away after EXEC): that is not a reason to fence ourselves off.
+        """
+        expected = self._versions.get(key, 0)
+        if stored is None:
+            return expected
+        text = stored.decode() if isinstance(stored, bytes) else stored
+        version, _, writer = text.partition("/")
+        if writer == self.writer:
+            return int(version)
+        return expected if int(version) == expected else None
 
     # --- inspection (quorum state ...) --------------------------------------------------------
 

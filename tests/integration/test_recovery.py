@@ -122,6 +122,36 @@ def test_two_workers_share_partitions_and_one_stops(
     assert_same_signals(got, expected)
 
 
+def test_a_stalled_worker_is_fenced_off_and_changes_nothing(
+    rt: RuntimeConfig, start_worker: StartWorker, pipeline: str, tmp_path: Path
+) -> None:
+    """A worker frozen past its session loses its partitions without noticing; when it wakes
+    it must not overwrite its successor's state: it is fenced off (exit 3) or told of the
+    rebalance first. Either way, the signals stay the backtest's."""
+    expected = run_backtest(SAMPLE_FILES).signals
+    first = start_worker(*DURABLE)
+    second = start_worker(*DURABLE)
+    time.sleep(8)  # both joined: the six partitions are split between them
+    feeder = threading.Thread(target=replay, args=(SAMPLE_FILES, rt), kwargs={"speed": 20.0})
+    feeder.start()
+    watcher = Watcher(rt)
+    try:
+        watcher.wait_for(1000)
+        second.send_signal(signal.SIGSTOP)  # frozen: no heartbeats, no checkpoints
+        time.sleep(16)  # > the 10 s session: the first worker takes every partition
+        second.send_signal(signal.SIGCONT)
+        feeder.join()
+        if first.poll() is not None:  # the first one was the fenced one: keep one running
+            start_worker(*DURABLE)
+        got = collect(rt, len(expected))
+    finally:
+        watcher.stop()
+    assert_same_signals(got, expected)
+    logs = "".join((tmp_path / f"worker{n}.log").read_text() for n in (0, 1))
+    exited_fenced = 3 in (first.poll(), second.poll())
+    assert exited_fenced == ("state written by another worker" in logs)
+
+
 def test_redis_outage_mid_stream_changes_nothing(
     rt: RuntimeConfig, start_worker: StartWorker, pipeline: str
 ) -> None:

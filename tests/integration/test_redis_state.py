@@ -112,3 +112,19 @@ def test_a_stale_writer_is_fenced_off(sealer: StateSealer) -> None:
     late.put("microstructure/NEWCOIN", {"n": 2})
     with pytest.raises(StateFencedError):
         late.checkpoint()
+
+
+def test_a_checkpoint_whose_reply_was_lost_does_not_fence_its_writer(
+    sealer: StateSealer,
+) -> None:
+    """Redis applied our transaction but the reply never came (connection lost after EXEC):
+    the retry finds our own write, not someone else's, and goes on."""
+    store = RedisStateStore(redis_client(URL), sealer, meta=meta)
+    assert store.get("microstructure/LOSTREPLY") is None
+    store.put("microstructure/LOSTREPLY", {"n": 1})
+    store.checkpoint()
+    store._versions["microstructure/LOSTREPLY"] = 0  # as if that checkpoint had raised
+    store.touch_all()
+    store.checkpoint()
+    heads = {k: h for k, h, _ in store.headers()}
+    assert heads["microstructure/LOSTREPLY"].version == 2  # type: ignore[union-attr]
