@@ -4,6 +4,7 @@ A tampered state blob is refused and the worker does not run it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -81,6 +82,26 @@ class Watcher:
         self._thread.join(timeout=10)
 
 
+@contextlib.contextmanager
+def paced_replay(rt: RuntimeConfig) -> Iterator[Watcher]:
+    """The sample replayed at 20x in the background, with a watcher of the signals; on exit
+    the replay has ended (it is joined) and the watcher is stopped."""
+    feeder = threading.Thread(target=replay, args=(SAMPLE_FILES, rt), kwargs={"speed": 20.0})
+    feeder.start()
+    watcher = Watcher(rt)
+    try:
+        yield watcher
+    finally:
+        feeder.join()
+        watcher.stop()
+
+
+def two_workers(start_worker: StartWorker) -> tuple[subprocess.Popen[bytes], ...]:
+    workers = start_worker(*DURABLE), start_worker(*DURABLE)
+    time.sleep(8)  # both joined: the six partitions are split between them
+    return workers
+
+
 def test_sigkill_three_times_loses_and_repeats_nothing(
     rt: RuntimeConfig, start_worker: StartWorker, pipeline: str
 ) -> None:
@@ -104,20 +125,12 @@ def test_two_workers_share_partitions_and_one_stops(
     rt: RuntimeConfig, start_worker: StartWorker, pipeline: str
 ) -> None:
     expected = run_backtest(SAMPLE_FILES).signals
-    first = start_worker(*DURABLE)
-    second = start_worker(*DURABLE)
-    time.sleep(8)  # both joined: the six partitions are split between them
-    feeder = threading.Thread(target=replay, args=(SAMPLE_FILES, rt), kwargs={"speed": 20.0})
-    feeder.start()
-    watcher = Watcher(rt)
-    try:
+    first, second = two_workers(start_worker)
+    with paced_replay(rt) as watcher:
         watcher.wait_for(1500)
         second.send_signal(signal.SIGTERM)  # graceful: checkpoint, hand over the partitions
         second.wait(timeout=60)
-        feeder.join()
-        got = collect(rt, len(expected))
-    finally:
-        watcher.stop()
+    got = collect(rt, len(expected))
     assert first.poll() is None
     assert_same_signals(got, expected)
 
@@ -129,23 +142,15 @@ def test_a_stalled_worker_is_fenced_off_and_changes_nothing(
     it must not overwrite its successor's state: it is fenced off (exit 3) or told of the
     rebalance first. Either way, the signals stay the backtest's."""
     expected = run_backtest(SAMPLE_FILES).signals
-    first = start_worker(*DURABLE)
-    second = start_worker(*DURABLE)
-    time.sleep(8)  # both joined: the six partitions are split between them
-    feeder = threading.Thread(target=replay, args=(SAMPLE_FILES, rt), kwargs={"speed": 20.0})
-    feeder.start()
-    watcher = Watcher(rt)
-    try:
+    first, second = two_workers(start_worker)
+    with paced_replay(rt) as watcher:
         watcher.wait_for(1000)
         second.send_signal(signal.SIGSTOP)  # frozen: no heartbeats, no checkpoints
         time.sleep(16)  # > the 10 s session: the first worker takes every partition
         second.send_signal(signal.SIGCONT)
-        feeder.join()
-        if first.poll() is not None:  # the first one was the fenced one: keep one running
-            start_worker(*DURABLE)
-        got = collect(rt, len(expected))
-    finally:
-        watcher.stop()
+    if first.poll() is not None:  # the first one was the fenced one: keep one running
+        start_worker(*DURABLE)
+    got = collect(rt, len(expected))
     assert_same_signals(got, expected)
     logs = "".join((tmp_path / f"worker{n}.log").read_text() for n in (0, 1))
     exited_fenced = 3 in (first.poll(), second.poll())
@@ -157,19 +162,15 @@ def test_redis_outage_mid_stream_changes_nothing(
 ) -> None:
     expected = run_backtest(SAMPLE_FILES).signals
     start_worker(*DURABLE)
-    feeder = threading.Thread(target=replay, args=(SAMPLE_FILES, rt), kwargs={"speed": 20.0})
-    feeder.start()
-    watcher = Watcher(rt)
     services = ServiceConfig.from_env()
     try:
-        watcher.wait_for(1000)
-        down(services, services=("redis",))
-        time.sleep(4)
-        up(services, services=("redis",))
-        feeder.join()
+        with paced_replay(rt) as watcher:
+            watcher.wait_for(1000)
+            down(services, services=("redis",))
+            time.sleep(4)
+            up(services, services=("redis",))
         got = collect(rt, len(expected))
     finally:
-        watcher.stop()
         up(services, services=("redis",))
     assert_same_signals(got, expected)
 
