@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from quorum.cli_common import ConfigOpt, config_or_exit, console, fail
 
@@ -142,12 +142,12 @@ def state_ls(
     else:
         title = f"state of pipeline {cfg.runtime.pipeline.name!r} ({len(rows)} keys)"
         table = Table(
-            "stage",
-            "symbol",
+            Column("stage", no_wrap=True),
+            Column("symbol", no_wrap=True),
             "version",
             "examples",
             "ticks",
-            "position",
+            Column("position", no_wrap=True),
             "bytes",
             "status",
             title=title,
