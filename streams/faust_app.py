@@ -166,10 +166,10 @@ def create_app(
         state covering it is saved (the checkpoint drops the reference)."""
         async for events in stream.take_events(batch_size, within=batch_within_s):
             if durable:
+                for event in events:  # dropped ones too: they must never count as acked
+                    event.message.incref()
                 current = app.consumer.assignment()  # a batch taken before a revoke: its
                 events = [e for e in events if e.message.tp in current]  # new owner re-reads
-                for event in events:
-                    event.message.incref()
             yield events
 
     def hold(events: list[Any]) -> bool:
