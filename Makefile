@@ -1,5 +1,5 @@
 # quorum — the two commands of the README, plus the checks and benchmarks.
-.PHONY: setup demo test check unit integration bench services-up services-down clean
+.PHONY: setup demo test check unit integration golden bench services-up services-down clean
 
 setup:
 	scripts/setup.sh
@@ -18,6 +18,10 @@ unit: setup
 
 integration: setup services-up
 	.venv/bin/python -m pytest tests/integration -q -m integration
+
+# rewrite the regression golden (tests/fixtures/golden.json), printing old and new scores
+golden: setup
+	.venv/bin/python -m tests.goldens --write
 
 bench: setup
 	.venv/bin/python -m bench.bench_backtest

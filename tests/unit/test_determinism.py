@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 from quorum import run_backtest
 from streams.codecs import decode_signal, encode_signal
@@ -38,3 +42,31 @@ def test_signal_ids_depend_on_config(tmp_path: Path) -> None:
     b = run_backtest(SAMPLE_FILES, end_ns=1_723_161_300_000_000_000, horizon_s=2.0)
     assert a.signals and len(a.signals) == len(b.signals)
     assert {s.id for s in a.signals}.isdisjoint({s.id for s in b.signals})
+
+
+@pytest.mark.timeout(120)
+def test_separate_processes_with_different_hash_seeds_agree(tmp_path: Path) -> None:
+    """Iterating a set or a dict keyed by str while summing would differ between these runs.
+
+    Each backtest runs in its own interpreter with its own ``PYTHONHASHSEED`` (string hashes,
+    hence set order, differ), through the CLI a user runs.
+    """
+    procs = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        cmd = [sys.executable, "-m", "quorum.cli", "backtest", *map(str, SAMPLE_FILES)]
+        cmd += ["--out", str(tmp_path / seed)]
+        procs.append(
+            subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        )
+    for proc in procs:
+        out, _ = proc.communicate(timeout=100)
+        assert proc.returncode == 0, out.decode(errors="replace")[-2000:]
+    a, b = (tmp_path / "1", tmp_path / "2")
+    signals = (a / "signals.jsonl").read_bytes()
+    assert len(signals.splitlines()) > 1000
+    assert signals == (b / "signals.jsonl").read_bytes()
+    ra = orjson.loads((a / "report.json").read_bytes())
+    rb = orjson.loads((b / "report.json").read_bytes())
+    for key in ("ensemble", "stages", "signals", "labels", "per_symbol", "config_hash"):
+        assert ra[key] == rb[key], key
