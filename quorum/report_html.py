@@ -349,10 +349,17 @@ def _chart(
             )
         elif s.kind == "line":
             t, v = s.points[0]
-            out.append(f'<circle cx="{sx(t):.1f}" cy="{sy(v):.1f}" r="3" fill="{s.color}"/>')
+            out.append(
+                f'<circle data-name="{_e(s.name)}" cx="{sx(t):.1f}" cy="{sy(v):.1f}" r="3" '
+                f'fill="{s.color}"/>'
+            )
         else:
             d = "".join(_marker(s.kind, sx(t), sy(v)) for t, v in s.points)
-            out.append(f'<path fill="{s.color}" fill-opacity=".75" d="{d}"/>')
+            # data-name/data-kind: what a test (or a reader of the SVG) can find the markers by
+            out.append(
+                f'<path data-name="{_e(s.name)}" data-kind="{s.kind}" fill="{s.color}" '
+                f'fill-opacity=".75" d="{d}"/>'
+            )
 
     out.append(f'<g font-size="12" fill="#374151">{"".join(_legend(series, refs, 42.0))}</g>')
     out.append(

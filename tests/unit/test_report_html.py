@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import re
+import subprocess
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from config.settings import load_config
+from quorum.backtest import run_backtest
 from quorum.report_html import MAX_POINTS, decimate, render_html
+from streams.readers import read_ticks
+from streams.records import Tick, Trade
+from tests.conftest import SAMPLE_FILES
 
 STAGES = ("microstructure", "momentum", "volatility")
 T0 = 1_723_075_200 * 10**9  # 2024-08-08 00:00:00 UTC in ns
@@ -237,3 +248,366 @@ def test_decimate_keeps_every_kth_and_the_last() -> None:
     assert decimate(pts[:50], 100) == pts[:50]
     odd = decimate(pts[:1001], 100)
     assert len(odd) <= 100 and odd[-1] == pts[1000]
+
+
+# --------------------------------------------------------------------------- content of a real run
+# A real backtest of the fixture heads, with the BUY/SELL threshold lowered to 0.51 so that the
+# run has both BUY and SELL signals (at the default 0.55 the heads give only HOLD). The page it
+# writes is parsed back: SVG with xml.etree, tables with html.parser, coordinates inverted with
+# the scale the page itself declares (checked against its axis labels and one hand computation).
+
+LOW_THRESHOLD = 0.51
+PRICE_H, WEIGHTS_H = 340, 240  # the heights render_html gives the two per-symbol charts
+PX0, PX1, PY1 = 72.0, 1000.0 - 24.0, 58.0  # plot area: left, right, top (SVG user units)
+HALF_PX = 0.051  # coordinates are written with 0.1 px: half a step, plus float slack
+_UP = re.compile(r"M(-?\d+\.\d) (-?\d+\.\d)l4 7\.5h-8z")  # tip on top: points up (BUY)
+_DOWN = re.compile(r"M(-?\d+\.\d) (-?\d+\.\d)l4-7\.5h-8z")  # tip at the bottom (SELL)
+
+
+@dataclass(frozen=True)
+class _Sig:
+    symbol: str
+    t: float  # seconds
+    action: str
+    price: float  # the price of the trade that triggered it, read from the input
+    weights: dict[str, float]
+
+
+@dataclass(frozen=True)
+class _Run:
+    report: Json
+    page: str
+    signals: list[_Sig]
+
+
+@dataclass(frozen=True)
+class _Svg:
+    el: ET.Element
+    x0: float
+    x1: float
+    px0: float
+    px1: float
+    y0: float
+    y1: float
+    py0: float
+    py1: float
+
+    def t(self, x: float) -> float:
+        """SVG x back to seconds, with the scale the page declares."""
+        return self.x0 + (x - self.px0) / (self.px1 - self.px0) * (self.x1 - self.x0)
+
+    def v(self, y: float) -> float:
+        """SVG y back to a value (the y axis points down: bottom = py0 = y0)."""
+        return self.y0 + (self.py0 - y) / (self.py0 - self.py1) * (self.y1 - self.y0)
+
+    @property
+    def tol_t(self) -> float:
+        return HALF_PX * (self.x1 - self.x0) / (self.px1 - self.px0)
+
+    @property
+    def tol_v(self) -> float:
+        return HALF_PX * (self.y1 - self.y0) / (self.py0 - self.py1)
+
+    def named(self, tag: str, name: str) -> list[ET.Element]:
+        return [e for e in self.el.iter(tag) if e.get("data-name") == name]
+
+    def texts(self, anchor: str) -> list[tuple[float, float, str]]:
+        """(x, y, text) of the axis labels in the group with this text-anchor."""
+        groups = [
+            g for g in self.el.iter("g") if g.get("text-anchor") == anchor and g.get("font-size")
+        ]
+        assert len(groups) == 1, anchor
+        return [(float(t.get("x", "")), float(t.get("y", "")), t.text or "") for t in groups[0]]
+
+
+def _svgs(page: str) -> dict[str, _Svg]:
+    out: dict[str, _Svg] = {}
+    for raw in re.findall(r"<svg\b.*?</svg>", page, flags=re.S):
+        el = ET.fromstring(raw)
+        a = {k: float(el.get(k, "nan")) for k in ("data-x0", "data-x1", "data-y0", "data-y1")}
+        p = {k: float(el.get(k, "nan")) for k in ("data-px0", "data-px1", "data-py0", "data-py1")}
+        out[el.get("aria-label", "")] = _Svg(
+            el, a["data-x0"], a["data-x1"], p["data-px0"], p["data-px1"],
+            a["data-y0"], a["data-y1"], p["data-py0"], p["data-py1"],
+        )  # fmt: skip
+    return out
+
+
+def _points(el: ET.Element) -> list[tuple[float, float]]:
+    nums = [float(n) for n in re.split(r"[ ,]", el.get("points", "").strip())]
+    return list(zip(nums[::2], nums[1::2], strict=True))
+
+
+def _markers(svg: _Svg, name: str) -> list[tuple[float, float]]:
+    """The (x, y) each triangle of series ``name`` marks, asserting it is drawn as its kind."""
+    (path,) = svg.named("path", name)
+    d = path.get("d", "")
+    up, down = _UP.findall(d), _DOWN.findall(d)
+    # a BUY drawn as a down triangle (or a SELL as an up one) is a swapped legend
+    if name == "BUY":
+        assert up and not down and path.get("fill") == "#16a34a", "BUY: green, pointing up"
+        return [(float(x), float(y) - 1.0) for x, y in up]  # the tip is 1 px below the point
+    assert down and not up and path.get("fill") == "#dc2626", "SELL: red, pointing down"
+    return [(float(x), float(y) + 1.0) for x, y in down]
+
+
+def _near(want: list[tuple[float, float]], t: float, v: float, tol_t: float, tol_v: float) -> bool:
+    """Some (t', v') of ``want`` (sorted by t) within the tolerances of (t, v)."""
+    i = bisect.bisect_left(want, (t - tol_t, -math.inf))
+    while i < len(want) and want[i][0] <= t + tol_t:
+        if abs(want[i][1] - v) <= tol_v:
+            return True
+        i += 1
+    return False
+
+
+class _Tables(HTMLParser):
+    """Every table's rows as cell texts, keyed by the <h2> section it is in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.section = ""
+        self.tables: dict[str, list[list[list[str]]]] = {}
+        self.paragraphs: dict[str, list[str]] = {}
+        self._h2: list[str] | None = None
+        self._cell: list[str] | None = None
+        self._p: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "h2":
+            self._h2 = []
+        elif tag == "table":
+            self.tables.setdefault(self.section, []).append([])
+        elif tag == "tr":
+            self.tables[self.section][-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag == "p":
+            self._p = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "h2" and self._h2 is not None:
+            self.section, self._h2 = "".join(self._h2), None
+        elif tag in ("td", "th") and self._cell is not None:
+            self.tables[self.section][-1][-1].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "p" and self._p is not None:
+            self.paragraphs.setdefault(self.section, []).append("".join(self._p))
+            self._p = None
+
+    def handle_data(self, data: str) -> None:
+        for buf in (self._h2, self._cell, self._p):
+            if buf is not None:
+                buf.append(data)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> _Run:
+    cfg = load_config(None)
+    cfg = cfg.with_overrides(voting={**cfg.voting.model_dump(), "threshold": LOW_THRESHOLD})
+    out = tmp_path_factory.mktemp("report")
+    result = run_backtest(SAMPLE_FILES, config=cfg, out_dir=out, prefetch=False)
+    by_symbol: dict[str, list[Tick]] = {}
+    for tick in read_ticks(SAMPLE_FILES):
+        by_symbol.setdefault(tick.symbol, []).append(tick)
+    sigs: list[_Sig] = []
+    for s in result.signals:
+        trade = by_symbol[s.symbol][s.seq - 1]  # seq numbers a symbol's ticks from 1
+        assert isinstance(trade, Trade) and trade.ts == s.ts
+        weights = {sv.name: sv.weight for sv in s.stages}
+        sigs.append(_Sig(s.symbol, s.ts / 1e9, s.action.value, trade.price, weights))
+    page = (out / "report.html").read_text(encoding="utf-8")
+    return _Run(result.report, page, sigs)
+
+
+def _of(run: _Run, symbol: str, action: str | None = None) -> list[_Sig]:
+    return [s for s in run.signals if s.symbol == symbol and action in (None, s.action)]
+
+
+def test_run_has_buy_and_sell_signals_per_symbol(run: _Run) -> None:
+    # guards the fixture: without both actions the marker tests below would prove nothing
+    for sym in ("BTCUSDT", "ETHUSDT"):
+        assert len(_of(run, sym, "BUY")) > 50 and len(_of(run, sym, "SELL")) > 50
+    assert len(_svgs(run.page)) == 5
+
+
+def test_axis_labels_agree_with_the_declared_scale(run: _Run) -> None:
+    # Catches: a flipped y axis (labels must grow upwards), time running right to left, and a
+    # page whose data-* scale (what the other tests invert with) disagrees with its axis labels.
+    for sym in ("BTCUSDT", "ETHUSDT"):
+        svg = _svgs(run.page)[f"{sym} price with signals"]
+        ylab = [(y - 4.0, float(s.replace(",", ""))) for _, y, s in svg.texts("end") if s != "UTC"]
+        assert len(ylab) >= 3
+        for y, v in ylab:
+            assert abs(svg.v(y) - v) <= 2 * svg.tol_v, (y, v)
+        # higher prices higher up: sorted by value, the labels' y strictly decreases
+        ys = [y for y, _ in sorted(ylab, key=lambda p: p[1])]
+        assert all(a > b for a, b in itertools.pairwise(ys))
+        day = datetime.fromtimestamp(svg.x0, tz=UTC).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
+        xlab = [(x, s) for x, _, s in svg.texts("middle")]
+        assert len(xlab) >= 3
+        for x, s in xlab:
+            h, m, sec = map(int, s.split(":"))
+            t = day.timestamp() + 3600 * h + 60 * m + sec
+            assert abs(svg.t(x) - t) <= 2 * svg.tol_t, (x, s)
+        xs = [x for x, _ in xlab]  # labels are emitted in time order: x must grow
+        assert all(a < b for a, b in itertools.pairwise(xs))
+
+
+def test_one_marker_by_hand(run: _Run) -> None:
+    # The scale by hand, from the plot-area constants and the data alone (not the page's data-*):
+    # x spans the symbol's first..last signal, y its min..max signal price padded by 6 %.
+    # Catches: an off-by-something in sx/sy that the data-* attributes would repeat.
+    sigs = _of(run, "BTCUSDT")
+    t0, t1 = sigs[0].t, sigs[-1].t
+    lo, hi = min(s.price for s in sigs), max(s.price for s in sigs)
+    y0, y1 = lo - 0.06 * (hi - lo), hi + 0.06 * (hi - lo)
+    py0 = PRICE_H - 30.0  # bottom of the plot: 30 units for the time labels (one day)
+    buy = _of(run, "BTCUSDT", "BUY")[0]
+    x = PX0 + (buy.t - t0) / (t1 - t0) * (PX1 - PX0)
+    y = py0 - (buy.price - y0) / (y1 - y0) * (py0 - PY1)
+    svg = _svgs(run.page)["BTCUSDT price with signals"]
+    (path,) = svg.named("path", "BUY")
+    assert path.get("d", "").startswith(f"M{x:.1f} {y + 1.0:.1f}l4 7.5h-8z")
+    assert (svg.x0, svg.x1, svg.px0, svg.px1, svg.py0, svg.py1) == (t0, t1, PX0, PX1, py0, PY1)
+    assert svg.y0 == pytest.approx(y0) and svg.y1 == pytest.approx(y1)
+
+
+@pytest.mark.parametrize("action", ["BUY", "SELL"])
+def test_markers_sit_at_their_signals_times_and_prices(run: _Run, action: str) -> None:
+    # Catches: BUY markers drawn at the SELL points (or the reverse), markers at a wrong price
+    # or time, a flipped y axis (inverted prices miss), a dropped or duplicated marker.
+    other = "SELL" if action == "BUY" else "BUY"
+    for sym in ("BTCUSDT", "ETHUSDT"):
+        svg = _svgs(run.page)[f"{sym} price with signals"]
+        got = [(svg.t(x), svg.v(y)) for x, y in _markers(svg, action)]
+        want = sorted((s.t, s.price) for s in _of(run, sym, action))
+        wrong = sorted((s.t, s.price) for s in _of(run, sym, other))
+        assert len(got) == len(want)  # 2,000 markers max per series; far fewer here
+        tol = (svg.tol_t, svg.tol_v)
+        assert all(_near(want, t, v, *tol) for t, v in got), f"{sym} {action} off its signals"
+        got_sorted = sorted(got)
+        assert all(_near(got_sorted, t, v, *tol) for t, v in want), f"{sym} {action} missing"
+        # and they do not also fit the other action's signals (the swap would)
+        assert sum(_near(wrong, t, v, *tol) for t, v in got) < len(got) // 10
+
+
+def _is_call(
+    svg: _Svg,
+    calls: list[_Sig],
+    mark: tuple[float, float, str],
+    *,
+    t: float | None = None,
+    price: float | None = None,
+) -> bool:
+    """``mark`` (x, y, action) is a call of that action at time t (by its x) or at this price."""
+    return any(
+        s.action == mark[2]
+        and (t is None or (s.t == t and abs(svg.t(mark[0]) - t) <= svg.tol_t))
+        and (price is None or s.price == price)
+        for s in calls
+    )
+
+
+def test_higher_prices_are_drawn_higher_and_time_runs_left_to_right(run: _Run) -> None:
+    # Without the page's scale: the raw SVG coordinates against the signals' own order.
+    # Catches: a flipped y axis, a flipped time axis.
+    for sym in ("BTCUSDT", "ETHUSDT"):
+        svg = _svgs(run.page)[f"{sym} price with signals"]
+        marks = [(x, y, "BUY") for x, y in _markers(svg, "BUY")]
+        marks += [(x, y, "SELL") for x, y in _markers(svg, "SELL")]
+        calls = [s for s in _of(run, sym) if s.action != "HOLD"]
+        top, bottom = max(calls, key=lambda s: s.price), min(calls, key=lambda s: s.price)
+        first, last = min(calls, key=lambda s: s.t), max(calls, key=lambda s: s.t)
+        assert top.price > bottom.price and last.t > first.t
+        # the topmost marker is a highest-priced call, the lowest one a lowest-priced call
+        assert _is_call(svg, calls, min(marks, key=lambda m: m[1]), price=top.price)
+        assert _is_call(svg, calls, max(marks, key=lambda m: m[1]), price=bottom.price)
+        # the leftmost marker is the first call, the rightmost the last
+        assert _is_call(svg, calls, min(marks), t=first.t)
+        assert _is_call(svg, calls, max(marks), t=last.t)
+        (line,) = svg.named("polyline", "price")
+        xs = [x for x, _ in _points(line)]
+        assert xs[0] == PX0 and xs[-1] == PX1
+        assert all(a <= b for a, b in itertools.pairwise(xs))
+
+
+def test_every_stage_has_its_weight_series(run: _Run) -> None:
+    # Catches: a stage's weight series dropped, one stage drawn with another's weights, weights
+    # drawn upside down, a stage coloured differently from its row in the score table.
+    stages = list(run.report["stages"])
+    assert stages == list(STAGES)
+    tables = _Tables()
+    tables.feed(run.page)
+    for sym in ("BTCUSDT", "ETHUSDT"):
+        svg = _svgs(run.page)[f"{sym} ensemble weights over time"]
+        assert {e.get("data-name") for e in svg.el.iter("polyline")} == set(stages)
+        sigs = _of(run, sym)
+        for stage in stages:
+            (line,) = svg.named("polyline", stage)
+            pts = [(svg.t(x), svg.v(y)) for x, y in _points(line)]
+            assert len(pts) > 100
+            want = sorted((s.t, s.weights[stage]) for s in sigs)
+            tol = (svg.tol_t, svg.tol_v)
+            assert all(_near(want, t, v, *tol) for t, v in pts), f"{sym} {stage} weights"
+            assert abs(pts[0][0] - sigs[0].t) <= svg.tol_t
+            assert abs(pts[-1][0] - sigs[-1].t) <= svg.tol_t
+            colour = line.get("stroke")
+            assert f'<span class="sw" style="background:{colour}"></span>{stage}</td>' in run.page
+
+
+def _pct_by_hand(v: float) -> str:
+    return f"{100.0 * v:.2f}%"
+
+
+def test_score_table_and_hit_rate_show_the_reports_numbers(run: _Run) -> None:
+    # Catches: a wrong number in the score table (a stage showing another's or the ensemble's
+    # scores, a column swapped, a wrong scale or rounding), a wrong hit rate or signal count.
+    tables = _Tables()
+    tables.feed(run.page)
+    (scores,) = tables.tables["Scores"]
+    assert scores[0][:6] == ["model", "n scored", "accuracy", "log-loss",
+                             "log-loss skill vs coin", "brier"]  # fmt: skip
+    rows = {r[0]: r for r in scores[1:]}
+    rep = run.report
+    for name, sc in [("ensemble", rep["ensemble"]), *rep["stages"].items()]:
+        n, acc, ll, brier = sc["n_scored"], sc["accuracy"], sc["log_loss"], sc["brier"]
+        assert n > 1000 and 0.4 < acc < 0.7  # real numbers, so a swap shows
+        skill = 100.0 * (1.0 - ll / math.log(2.0))
+        assert rows[name][1:6] == [
+            f"{n:,}",
+            _pct_by_hand(acc),
+            f"{ll:.4f}",
+            f"{skill:+.2f}%",
+            f"{brier:.4f}",
+        ], name
+    assert len({tuple(r[1:6]) for r in scores[1:]}) == len(scores) - 1  # no two rows alike
+    sig = rep["signals"]
+    counts = {a: sum(s.action == a for s in run.signals) for a in ("BUY", "SELL", "HOLD")}
+    assert {a: sig[a] for a in counts} == counts
+    (actions,) = tables.tables["Signals"]
+    shown = {r[0]: r[1] for r in actions[1:]}
+    assert shown == {**{a: f"{c:,}" for a, c in counts.items()}, "total": f"{len(run.signals):,}"}
+    hit = f"BUY/SELL hit rate {_pct_by_hand(sig['hit_rate'])} over {sig['n_hits_scored']:,} calls"
+    assert any(p.startswith(hit) for p in tables.paragraphs["Signals"]), hit
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="no /usr/bin/chromium")
+def test_headless_chromium_parses_the_same_page(run: _Run, tmp_path: Path) -> None:
+    # A real browser's parser: every chart and every marker path survives as written (an
+    # unclosed tag or a stray character in the page would swallow or reorder them).
+    page = tmp_path / "report.html"
+    page.write_text(run.page, encoding="utf-8")
+    out = subprocess.run(
+        ["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+         page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    dom = out.stdout
+    assert dom.count("<svg") == 5
+    for svg in _svgs(run.page).values():
+        for p in svg.el.iter("path"):
+            if p.get("data-name") in ("BUY", "SELL"):
+                assert p.get("d", "") in dom
