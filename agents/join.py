@@ -8,6 +8,11 @@ have also sent no vote at all (for any symbol) for ``timeout_s``: a dead stage c
 pipeline, and its signal names the missing stages; a stage that is only behind, busy with a
 backlog and still voting, is waited for, so a backlog never changes a signal.
 
+Memory is bounded: at most ``max_waiting`` ticks wait per symbol. One more and the oldest
+waiting tick is decided with the votes it has (counted in ``overflowed``; its signal lists the
+missing stages): a stage that is very far behind costs signals their full quorum, never
+memory without end, and no tick is ever dropped silently.
+
 ``now`` is passed in by the driver: this module never reads a clock.
 """
 
@@ -33,10 +38,19 @@ class JoinState:
 
 class VoteJoin:
     def __init__(
-        self, stages: tuple[str, ...], timeout_s: float, store: StateStore | None = None
+        self,
+        stages: tuple[str, ...],
+        timeout_s: float,
+        store: StateStore | None = None,
+        *,
+        max_waiting: int = 100_000,
     ) -> None:
+        if max_waiting < 1:
+            raise ValueError(f"max_waiting must be >= 1, got {max_waiting}")
         self.stages = stages
         self.timeout_s = timeout_s
+        self.max_waiting = max_waiting
+        self.overflowed = 0  # ticks decided incomplete because too many were waiting
         self.store: StateStore = store if store is not None else MemoryStateStore()
         self._symbols: dict[str, JoinState] = {}
         self.late = 0  # votes that arrived after their tick was released
@@ -106,9 +120,12 @@ class VoteJoin:
                     sym.pending[k] = (now, v)
                 first_seen = now
             if len(votes) < n:
-                if not (expire and now - first_seen >= self.timeout_s and self._silent(votes, now)):
+                if len(sym.pending) > self.max_waiting:
+                    self.overflowed += 1
+                elif expire and now - first_seen >= self.timeout_s and self._silent(votes, now):
+                    self.timed_out += 1
+                else:
                     break
-                self.timed_out += 1
             sym.pending.popitem(last=False)
             sym.released = seq
             out.append([votes[s] for s in self.stages if s in votes])

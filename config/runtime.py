@@ -47,6 +47,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "QUORUM_STATE_BACKEND": ("state", "backend"),
     "QUORUM_STATE_CHECKPOINT_EVERY": ("state", "checkpoint_every"),
     "QUORUM_STATE_CHECKPOINT_INTERVAL_S": ("state", "checkpoint_interval_s"),
+    "QUORUM_JOIN_MAX_WAITING": ("join", "max_waiting"),
     "QUORUM_PIPELINE": ("pipeline", "name"),
     "QUORUM_WEB_HOST": ("web", "host"),
     "QUORUM_WEB_PORT": ("web", "port"),
@@ -169,6 +170,18 @@ class StateSettings(_Frozen):
     checkpoint_interval_s: float = Field(default=2.0, gt=0, description="...or seconds")
 
 
+class JoinSettings(_Frozen):
+    """The worker's vote join: how many ticks of one symbol may wait for missing votes.
+
+    A bound on memory, not a tuning knob: past it the oldest waiting tick is decided with the
+    votes it has (counted, and named in its signal's ``missing``), never silently dropped.
+    The default is far above any stage lag seen in a replay flood, so it never changes a
+    signal in normal operation.
+    """
+
+    max_waiting: int = Field(default=100_000, ge=1, description="waiting ticks per symbol")
+
+
 class PipelineSettings(_Frozen):
     name: str = Field(default="quorum", pattern=r"^[A-Za-z0-9._-]+$")
 
@@ -185,6 +198,7 @@ class RuntimeConfig(_Frozen):
     topics: TopicsSettings = TopicsSettings()
     redis: RedisSettings = RedisSettings()
     state: StateSettings = StateSettings()
+    join: JoinSettings = JoinSettings()
     pipeline: PipelineSettings = PipelineSettings()
     web: WebSettings = WebSettings()
 

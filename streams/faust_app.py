@@ -24,7 +24,6 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -37,8 +36,11 @@ from agents.voting import Voter
 from config.runtime import RuntimeConfig
 from config.settings import PipelineConfig
 from models.state import MemoryStateStore, StateStore
+from streams.checkpoint import Checkpointer, WorkerCounters
 from streams.codecs import DecodeError, decode_tick, decode_vote, encode_signal, encode_vote
 from streams.redis_store import RedisStateStore, StateFencedError
+
+__all__ = ["EXIT_FENCED", "WorkerCounters", "create_app", "dead_letter", "exit_fenced"]
 
 log = logging.getLogger("quorum.worker")
 
@@ -54,18 +56,6 @@ def exit_fenced(error: StateFencedError) -> None:
     log.critical("%s; stopping now (exit %d) so it cannot write again", error, EXIT_FENCED)
     logging.shutdown()
     os._exit(EXIT_FENCED)
-
-
-@dataclass
-class WorkerCounters:
-    ticks: int = 0
-    rejected: int = 0
-    votes: int = 0
-    signals: int = 0
-    skipped: int = 0  # re-delivered inputs at or before a checkpointed position
-    checkpoints: int = 0
-    checkpoint_failures: int = 0
-    held: int = 0
 
 
 def dead_letter(raw: bytes, reason: str, topic: str, partition: int, offset: int) -> bytes:
@@ -152,10 +142,27 @@ def create_app(
     )
     stages = [Stage(s, cfg, state) for s in cfg.stages]
     voter = Voter(cfg, state)
-    join = VoteJoin(tuple(s.name for s in cfg.stages), join_timeout_s, state)
+    join = VoteJoin(
+        tuple(s.name for s in cfg.stages),
+        join_timeout_s,
+        state,
+        max_waiting=runtime.join.max_waiting,
+    )
     gate = asyncio.Lock()  # a checkpoint never sees half a batch
-    held: list[Any] = []  # events processed but not yet acknowledged (durable mode)
-    backoff = {"delay": 0.0, "retry_at": 0.0}
+
+    async def flush() -> None:
+        await app.producer.flush()
+
+    # the checkpointer only runs in durable mode; in memory mode nothing is held
+    checkpointer = Checkpointer(
+        store if isinstance(store, RedisStateStore) else _NoStore(),
+        flush,
+        every=checkpoint_every,
+        interval_s=checkpoint_interval_s,
+        on_fenced=on_fenced,
+        counters=counters,
+        gate=gate,
+    )
 
     async def batches(stream: Any) -> Any:
         """Batches of events (amortising Faust's per-event cost); in durable mode only those of
@@ -174,59 +181,14 @@ def create_app(
 
     def hold(events: list[Any]) -> bool:
         """Keep processed events unacknowledged until a checkpoint; True when one is due."""
-        if not durable:
-            return False
-        held.extend(events)
-        return len(held) >= checkpoint_every
+        return durable and checkpointer.hold(events)
 
     async def redis_down(e: redis.RedisError, what: str) -> None:
-        """Wait before retrying a state load: the input is retried, never skipped."""
-        delay = backoff["delay"] = min(max(backoff["delay"] * 2, 0.25), 5.0)
-        log.error("Redis unavailable loading %s state; retrying in %.2f s: %s", what, delay, e)
-        await asyncio.sleep(delay)
+        await checkpointer.load_failed(e, what)
 
     async def checkpoint(reason: str) -> bool:
         """Flush outputs, save all state atomically, then release the acks it covers."""
-        if not durable or not held:
-            return True
-        assert isinstance(store, RedisStateStore)
-        if reason in ("events", "interval") and time.monotonic() < backoff["retry_at"]:
-            return False  # Redis was down a moment ago: retry with backoff, not every batch
-        async with gate:
-            await app.producer.flush()  # outputs of every applied input are delivered first
-            try:
-                store.touch_all()
-                stats = store.checkpoint()
-            except StateFencedError as e:
-                on_fenced(e)
-                return False
-            except redis.RedisError as e:
-                counters.checkpoint_failures += 1
-                backoff["delay"] = min(max(backoff["delay"] * 2, 0.25), 5.0)
-                backoff["retry_at"] = time.monotonic() + backoff["delay"]
-                log.error(
-                    "checkpoint (%s) failed, %d inputs stay unacknowledged and offsets are "
-                    "not committed until Redis is back: %s",
-                    reason,
-                    len(held),
-                    e,
-                )
-                return False
-            for event in held:
-                event.ack()
-            held.clear()
-            if backoff["delay"]:
-                log.info("checkpoint (%s) succeeded again; offsets are committed again", reason)
-            backoff["delay"] = 0.0
-            counters.checkpoints += 1
-            log.debug(
-                "checkpoint (%s): %d keys, %d bytes, %.1f ms",
-                reason,
-                stats.keys,
-                stats.bytes,
-                stats.elapsed_ms,
-            )
-            return True
+        return not durable or await checkpointer.checkpoint(reason)
 
     def stage_agent(stage: Stage, report_rejects: bool) -> Any:
         async def run(stream: Any) -> None:  # faust.Stream; StreamT lacks take_events
@@ -262,10 +224,8 @@ def create_app(
                 )
             return
         st = stage.state(tick.symbol)  # loads from the store: the only step that may fail
-        pos = st.position
-        if pos is not None and pos[0] == msg.partition and msg.offset <= pos[1]:
-            counters.skipped += 1  # applied before the last checkpoint: never learn twice
-            return
+        if checkpointer.skip(st.position, msg.partition, msg.offset):
+            return  # applied before the last checkpoint: never learn twice
         if report_rejects:
             counters.ticks += 1
         vote = stage.process(tick)
@@ -291,9 +251,7 @@ def create_app(
         msg = event.message
         js = join.state(vote.symbol)  # both loads first: they may fail, nothing changed yet
         voter.state(vote.symbol)
-        pos = js.position
-        if pos is not None and pos[0] == msg.partition and msg.offset <= pos[1]:
-            counters.skipped += 1
+        if checkpointer.skip(js.position, msg.partition, msg.offset):
             return
         counters.votes += 1
         emit(join.add(vote, now))
@@ -323,14 +281,17 @@ def create_app(
         assert isinstance(store, RedisStateStore)
         durable_store = store
 
-        def preload(assigned: set[Any]) -> int:
+        def preload(assigned: set[Any]) -> tuple[int, int]:
             """Load the saved state of the assigned partitions before anything is processed,
-            so ticks waiting in a restored join expire even if no new vote comes for them."""
+            so ticks waiting in a restored join expire even if no new vote comes for them.
+            Returns (symbols, saved keys) loaded."""
             parts = {tp.partition for tp in assigned}
             symbols = set()
+            keys: list[str] = []
             for key, head, _ in durable_store.headers():
                 if isinstance(head, Exception):
                     raise head  # never unpickled; the worker stops with the reason
+                keys.append(key)
                 pos = head.meta.get("position")
                 if pos is not None and pos[0] in parts:
                     symbols.add(key.split("/", 1)[1])
@@ -339,11 +300,12 @@ def create_app(
                     s.state(symbol)
                 join.state(symbol)
                 voter.state(symbol)
-            return len(symbols)
+            return len(symbols), sum(1 for k in keys if k.split("/", 1)[1] in symbols)
 
-        @app.timer(interval=checkpoint_interval_s)  # type: ignore[untyped-decorator]
+        # checks the cadence often; a checkpoint is due checkpoint_interval_s after the last
+        @app.timer(interval=max(checkpoint_interval_s / 4, 0.01))  # type: ignore[untyped-decorator]
         async def periodic_checkpoint() -> None:
-            await checkpoint("interval")
+            await checkpointer.tick()
 
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]
         async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
@@ -351,7 +313,7 @@ def create_app(
             # worker) loads the state from Redis; inputs not covered are simply re-delivered
             saved = await checkpoint("revoked")
             async with gate:
-                held[:] = [e for e in held if e.message.tp not in revoked]
+                checkpointer.drop(lambda e: e.message.tp in revoked)
                 if not saved:
                     log.error(
                         "state of revoked partitions could not be saved; it will be "
@@ -368,11 +330,17 @@ def create_app(
             async with gate:
                 while True:
                     try:
-                        n = preload(assigned)
+                        n, keys = preload(assigned)
                         break
                     except redis.RedisError as e:
                         await redis_down(e, "assigned partitions'")
-                log.info("loaded the saved state of %d symbol(s) of the assigned partitions", n)
+                counters.loaded += keys
+                log.info(
+                    "loaded the saved state of %d symbol(s) (%d keys) of the assigned partitions",
+                    n,
+                    keys,
+                )
+                log.info("%s", counters.line())
                 # re-read everything not committed: inputs fetched but dropped around the
                 # rebalance come back, and those already applied are skipped by position
                 consumer: Any = app.consumer  # ConsumerT does not declare it; Consumer has it
@@ -381,13 +349,13 @@ def create_app(
         @app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def on_shutdown(sender: Any, **kwargs: Any) -> None:
             await checkpoint("shutdown")
+            log.info("at shutdown %s", counters.line())
 
     @app.timer(interval=stats_interval_s)  # type: ignore[untyped-decorator]
     async def report() -> None:
-        counters.held = len(held)
         log.info(
             "ticks %d, rejected %d, votes %d, signals %d, skipped %d, joins waiting %d, "
-            "timed out %d, checkpoints %d (failed %d), unacked %d",
+            "timed out %d, released over the bound %d, checkpoints %d (failed %d), unacked %d",
             counters.ticks,
             counters.rejected,
             counters.votes,
@@ -395,12 +363,24 @@ def create_app(
             counters.skipped,
             join.waiting(),
             join.timed_out,
+            join.overflowed,
             counters.checkpoints,
             counters.checkpoint_failures,
-            len(held),
+            len(checkpointer.held),
         )
+        log.info("%s", counters.line())
 
     return app, counters
+
+
+class _NoStore:
+    """The memory backend's stand-in: nothing is held, so it is never asked to save."""
+
+    def touch_all(self) -> None:
+        pass
+
+    def checkpoint(self) -> Any:
+        raise AssertionError("a memory-state worker never checkpoints")
 
 
 def _broker_security(runtime: RuntimeConfig) -> dict[str, Any]:

@@ -65,3 +65,42 @@ def test_restored_joins_do_not_count_downtime_against_the_timeout() -> None:
     assert restarted.state("X").pending  # the waiting tick came back
     assert restarted.expire(now=1000.0) == []  # its clock restarts now, not at 0.0
     assert seqs(restarted.expire(now=1005.0)) == [(1, ("a",))]
+
+
+def test_the_waiting_ticks_of_a_symbol_are_bounded_and_the_oldest_is_decided() -> None:
+    # catches: an unbounded pending map (a dead or far-behind stage grows memory without end),
+    # and a bound that drops the oldest tick silently instead of deciding it with its votes
+    j = VoteJoin(STAGES, timeout_s=1e9, max_waiting=3)  # a timeout that never fires
+    out = []
+    for seq in range(1, 11):  # stage c never votes: every tick stays incomplete
+        out += j.add(v("a", seq), 0.0)
+        out += j.add(v("b", seq), 0.0)
+        assert len(j.state("X").pending) <= 3
+    assert j.waiting() == 3
+    assert j.overflowed == 7 and j.timed_out == 0
+    assert seqs(out) == [(seq, ("a", "b")) for seq in range(1, 8)]  # oldest first, none lost
+    assert sorted(j.state("X").pending) == [8, 9, 10]
+    assert j.add(v("c", 5), 0.0) == [] and j.late == 1  # decided already: a late vote
+    # a new tick forces out the oldest again; a complete one waits behind incomplete ones
+    out2 = [b for s in STAGES for b in j.add(v(s, 11), 0.0)]
+    assert seqs(out2) == [(8, ("a", "b"))]
+    assert sorted(j.state("X").pending) == [9, 10, 11] and j.overflowed == 8
+
+
+def test_the_bound_is_per_symbol() -> None:
+    # catches: a bound on the total that lets one busy symbol force out another's ticks
+    j = VoteJoin(STAGES, timeout_s=1e9, max_waiting=2)
+    for seq in (1, 2):
+        assert j.add(v("a", seq, "Y"), 0.0) == []
+    for seq in range(1, 6):
+        j.add(v("a", seq, "X"), 0.0)
+    assert len(j.state("Y").pending) == 2 and len(j.state("X").pending) == 2
+    assert j.overflowed == 3
+
+
+def test_the_default_bound_never_cuts_a_normal_run() -> None:
+    # catches: a default so small that an ordinary lag between stages changes signals
+    from config.runtime import RuntimeConfig
+
+    bound = RuntimeConfig().join.max_waiting
+    assert bound == VoteJoin(STAGES, timeout_s=1).max_waiting == 100_000

@@ -208,3 +208,17 @@ def test_frozen_and_unchanged_without_env() -> None:
     assert rt.with_env({}) is rt
     with pytest.raises(ValidationError):
         rt.web.port = 1
+
+
+def test_join_bound_from_file_and_env(tmp_path: Path) -> None:
+    # catches: the join bound not reaching the worker's settings, or QUORUM_JOIN_MAX_WAITING
+    # being ignored or accepted when it is not a positive integer
+    assert RuntimeConfig().join.max_waiting == 100_000
+    path = _config_file(tmp_path, {"join": {"max_waiting": 50}})
+    assert load_config(path, environ={}).runtime.join.max_waiting == 50
+    env = {"QUORUM_JOIN_MAX_WAITING": "7"}
+    assert load_config(path, environ=env).runtime.join.max_waiting == 7
+    with pytest.raises(ConfigError, match="QUORUM_JOIN_MAX_WAITING"):
+        load_config(path, environ={"QUORUM_JOIN_MAX_WAITING": "0"})
+    # a memory bound only: never part of a signal's identity
+    assert load_config(path, environ=env).config_hash() == load_config(environ={}).config_hash()

@@ -1,0 +1,228 @@
+"""The worker's checkpoint logic, free of Faust and Kafka so it can be tested without a broker.
+
+A durable worker keeps every processed input unacknowledged ("held") until the state that
+covers it is saved. A checkpoint flushes the produced outputs, saves all state in one fenced
+transaction, and only then releases (acks) the held inputs: Kafka never commits an offset past
+saved state. While Redis is down the save fails, nothing is released, and the next tries wait
+with a growing, capped backoff. A fenced save (another worker wrote our keys since we loaded
+them) releases nothing and is reported to ``on_fenced`` (the worker exits with code 3).
+
+Time comes from an injected clock and sleeps from an injected ``sleep``, so tests drive both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis
+
+from streams.redis_store import StateFencedError
+
+log = logging.getLogger("quorum.worker")
+
+#: Backoff between retries while Redis is down: doubles from MIN_BACKOFF_S, capped at MAX.
+MIN_BACKOFF_S = 0.25
+MAX_BACKOFF_S = 5.0
+
+
+class Ackable(Protocol):
+    """A processed input (a Faust event in the worker) that may be acknowledged once."""
+
+    def ack(self) -> Any: ...
+
+
+class SavedStats(Protocol):
+    @property
+    def keys(self) -> int: ...
+
+    @property
+    def bytes(self) -> int: ...
+
+    @property
+    def elapsed_ms(self) -> float: ...
+
+
+class CheckpointStore(Protocol):
+    """What a checkpoint needs of the state store (a :class:`RedisStateStore` in the worker)."""
+
+    def touch_all(self) -> None: ...
+
+    def checkpoint(self) -> SavedStats: ...
+
+
+@dataclass
+class WorkerCounters:
+    """What the worker did; logged by its periodic report and at shutdown (tests parse it)."""
+
+    ticks: int = 0
+    rejected: int = 0
+    votes: int = 0
+    signals: int = 0
+    skipped: int = 0  # re-delivered inputs at or before a checkpointed position
+    checkpoints: int = 0  # successful saves
+    checkpoint_failures: int = 0  # saves that failed (Redis unavailable)
+    fenced: int = 0  # saves refused because another worker wrote our keys
+    loaded: int = 0  # saved state keys loaded on partition assignment
+    held: int = 0
+
+    def line(self) -> str:
+        """One ``key=value`` line, stable for log parsers (see tests/integration)."""
+        return (
+            f"counters: checkpoints_ok={self.checkpoints} "
+            f"checkpoints_failed={self.checkpoint_failures} fenced={self.fenced} "
+            f"state_keys_loaded={self.loaded} skipped={self.skipped} ticks={self.ticks} "
+            f"votes={self.votes} signals={self.signals} unacked={self.held}"
+        )
+
+
+def next_backoff(delay: float) -> float:
+    """The wait after one more failure: doubling from MIN_BACKOFF_S, never above MAX."""
+    return min(max(delay * 2, MIN_BACKOFF_S), MAX_BACKOFF_S)
+
+
+class Checkpointer:
+    """Held inputs, checkpoint cadence, save-then-release, backoff and fencing.
+
+    ``flush`` delivers the produced outputs (they must be on the broker before the inputs that
+    caused them are acked); ``gate`` is the lock the agents hold while processing a batch, so a
+    checkpoint never sees half a batch.
+    """
+
+    def __init__(
+        self,
+        store: CheckpointStore,
+        flush: Callable[[], Awaitable[Any]],
+        *,
+        every: int,
+        interval_s: float,
+        on_fenced: Callable[[StateFencedError], None],
+        counters: WorkerCounters | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        gate: asyncio.Lock | None = None,
+    ) -> None:
+        self.store = store
+        self.flush = flush
+        self.every = every
+        self.interval_s = interval_s
+        self.on_fenced = on_fenced
+        self.counters = counters if counters is not None else WorkerCounters()
+        self.clock = clock
+        self.sleep = sleep
+        self.gate = gate if gate is not None else asyncio.Lock()
+        self.held: list[Any] = []
+        self.delay = 0.0  # current backoff; 0 while Redis answers
+        self.retry_at = 0.0  # no cadence checkpoint before this (backoff)
+        self.last = clock()  # when the last checkpoint was tried: the interval counts from it
+
+    # --- held inputs ---------------------------------------------------------------------
+
+    def hold(self, events: Iterable[Ackable]) -> bool:
+        """Keep processed inputs unacknowledged until a checkpoint; True when N are held."""
+        self.held.extend(events)
+        self.counters.held = len(self.held)
+        return len(self.held) >= self.every
+
+    def drop(self, lost: Callable[[Any], bool]) -> int:
+        """Forget held inputs (of revoked partitions) without acking: their owner re-reads."""
+        before = len(self.held)
+        self.held[:] = [e for e in self.held if not lost(e)]
+        self.counters.held = len(self.held)
+        return before - len(self.held)
+
+    def skip(self, position: tuple[int, int] | None, partition: int, offset: int) -> bool:
+        """True (and counted) for a re-delivered input at or before the saved position."""
+        if position is not None and position[0] == partition and offset <= position[1]:
+            self.counters.skipped += 1
+            return True
+        return False
+
+    # --- cadence ---------------------------------------------------------------------------
+
+    def due(self) -> str | None:
+        """Why a cadence checkpoint is due now ("events" or "interval"), or None."""
+        if not self.held:
+            return None
+        now = self.clock()
+        if now < self.retry_at:
+            return None  # Redis was down a moment ago: retry with backoff, not every batch
+        if len(self.held) >= self.every:
+            return "events"
+        if now - self.last >= self.interval_s:
+            return "interval"
+        return None
+
+    async def tick(self) -> bool:
+        """Checkpoint if the cadence says so (called by a timer and after every batch)."""
+        reason = self.due()
+        return await self.checkpoint(reason) if reason is not None else False
+
+    # --- the checkpoint ----------------------------------------------------------------------
+
+    async def checkpoint(self, reason: str) -> bool:
+        """Flush outputs, save all state atomically, then release the acks it covers.
+
+        True when everything held is now saved and acknowledged. Cadence reasons ("events",
+        "interval") respect the backoff; "revoked" and "shutdown" always try.
+        """
+        if not self.held:
+            return True
+        if reason in ("events", "interval") and self.clock() < self.retry_at:
+            return False
+        async with self.gate:
+            if not self.held:  # another checkpoint got the gate first and saved them
+                return True
+            await self.flush()  # outputs of every applied input are delivered first
+            self.last = self.clock()
+            try:
+                self.store.touch_all()
+                stats = self.store.checkpoint()
+            except StateFencedError as e:
+                self.counters.fenced += 1
+                self.on_fenced(e)
+                return False
+            except redis.RedisError as e:
+                self.counters.checkpoint_failures += 1
+                self.delay = next_backoff(self.delay)
+                self.retry_at = self.clock() + self.delay
+                log.error(
+                    "checkpoint (%s) failed, %d inputs stay unacknowledged and offsets are "
+                    "not committed until Redis is back (%d failed so far): %s",
+                    reason,
+                    len(self.held),
+                    self.counters.checkpoint_failures,
+                    e,
+                )
+                return False
+            for event in self.held:
+                event.ack()
+            self.held.clear()
+            self.counters.held = 0
+            self.counters.checkpoints += 1
+            if self.delay:
+                log.info("checkpoint (%s) succeeded again; offsets are committed again", reason)
+            elif self.counters.checkpoints == 1:
+                log.info("first checkpoint saved (%s): %d keys", reason, stats.keys)
+            self.delay = 0.0
+            self.retry_at = 0.0
+            log.debug(
+                "checkpoint (%s): %d keys, %d bytes, %.1f ms",
+                reason,
+                stats.keys,
+                stats.bytes,
+                stats.elapsed_ms,
+            )
+            return True
+
+    async def load_failed(self, error: redis.RedisError, what: str) -> None:
+        """Wait before retrying a state load: the input is retried, never skipped."""
+        self.delay = next_backoff(self.delay)
+        log.error(
+            "Redis unavailable loading %s state; retrying in %.2f s: %s", what, self.delay, error
+        )
+        await self.sleep(self.delay)
