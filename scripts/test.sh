@@ -13,8 +13,11 @@ echo "== lint and types"
 "$py" -m ruff format --check .
 "$py" -m mypy
 
+# line coverage of both runs together, subprocesses included (pyproject.toml [tool.coverage])
+"$py" -m coverage erase
+
 echo "== unit tests (no services)"
-"$py" -m pytest tests/unit -q
+"$py" -m pytest tests/unit -q --cov --cov-report=
 
 echo "== integration tests (real Kafka and Redis on 127.0.0.1)"
 started=$("$py" -m streams.services status >/dev/null 2>&1 && echo no || echo yes)
@@ -22,4 +25,8 @@ if [[ $started == yes ]]; then
     trap 'scripts/services.sh down' EXIT
 fi
 scripts/services.sh up
-"$py" -m pytest tests/integration -q -m integration
+"$py" -m pytest tests/integration -q -m integration --cov --cov-append --cov-report=
+
+echo "== line coverage (unit + integration, subprocesses included)"
+"$py" -m coverage report
+"$py" scripts/coverage_gate.py
