@@ -149,7 +149,12 @@ class Momentum(Extractor):
         self.ref = ref
 
     def _ret(self, i: int) -> float:
+        # the return over the horizon back from now (the last tick), not from the last price
+        # change: a trade after a quiet spell must not read an old move
         hist = self.history[i]
+        cutoff = self.last_ts - self._horizons_ns[i]
+        while len(hist) > 1 and hist[1][0] <= cutoff:
+            hist.popleft()
         return (self.ref / hist[0][1] - 1.0) * 1e4 if hist else 0.0
 
     def features(self, names: tuple[str, ...]) -> dict[str, float]:
