@@ -1,5 +1,5 @@
 # quorum — the two commands of the README, plus the checks and benchmarks.
-.PHONY: setup demo test check unit integration golden bench services-up services-down clean
+.PHONY: setup demo test check unit integration golden mutants bench services-up services-down clean
 
 setup:
 	scripts/setup.sh
@@ -22,6 +22,10 @@ integration: setup services-up
 # rewrite the regression golden (tests/fixtures/golden.json), printing old and new scores
 golden: setup
 	.venv/bin/python -m tests.goldens --write
+
+# inject each known bug in a scratch copy; tests/unit must catch every one (a few minutes)
+mutants: setup
+	.venv/bin/python scripts/mutants.py
 
 bench: setup
 	.venv/bin/python -m bench.bench_backtest
