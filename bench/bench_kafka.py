@@ -66,6 +66,9 @@ DRAIN_IDLE_S = 15.0  # latency: after the last tick, wait this long for a new si
 LATENCY_LEAD_S = 0.2  # the first latency tick is scheduled this far after the start
 POLL_EVERY = 100  # produce calls between poll(0) in the transport part (as streams.replay)
 CONSUME_BATCH = 10_000
+# latency: each signal is stamped when poll() hands it over. poll() returns as soon as a message
+# is in the client's queue; the timeout only bounds an idle wait (and so the stop check).
+STAMP_POLL_TIMEOUT_S = 0.01
 _MB = 1_000_000
 BENCH_SECRET = "bench-only-state-secret-0123456789"  # unless QUORUM_STATE_SECRET is set
 
@@ -497,12 +500,65 @@ class LatencyResult:
     linger_ms: int
     worker: Worker
     cpu: CpuMeter
+    stamping: StampResolution
+
+
+@dataclass
+class StampResolution:
+    """How finely :class:`SignalTimer` stamps arrivals, measured during the timed run."""
+
+    poll_timeout_ms: float
+    idle_poll_ms: list[float]  # poll() calls that returned nothing: about the timeout if healthy
+    handle_us: list[float]  # per signal, stamp -> back in poll() (decode + bookkeeping)
+    clock: str
+    clock_resolution_ns: float  # as the OS declares it
+    clock_step_ns: int  # smallest non-zero step between two perf_counter_ns() calls
+
+    def summary(self) -> list[str]:
+        idle, handle = sorted(self.idle_poll_ms), sorted(self.handle_us)
+        out = [
+            f"  stamping          each signal stamped when poll({self.poll_timeout_ms:g} ms) "
+            "returns it (poll wakes on arrival; the timeout only ends idle waits)"
+        ]
+        if idle:
+            over = idle[-1] - self.poll_timeout_ms
+            out.append(
+                f"                    idle polls while timed: {len(idle):,}, p50 "
+                f"{pct(idle, 50):.2f} ms, p99 {pct(idle, 99):.2f} ms, max {idle[-1]:.2f} ms "
+                f"(overrun {over:.2f} ms = the worst wake-up stall seen: GIL, scheduler)"
+            )
+        if handle:
+            out.append(
+                f"                    per-signal handling p50 {pct(handle, 50):.0f} us, p99 "
+                f"{pct(handle, 99):.0f} us, max {handle[-1]:.0f} us (a signal queued behind "
+                "another is stamped up to this much late)"
+            )
+        out.append(
+            f"                    clock {self.clock}, resolution {self.clock_resolution_ns:g} ns,"
+            f" smallest step measured {self.clock_step_ns} ns"
+        )
+        return out
+
+
+def clock_step_ns(samples: int = 200_000) -> int:
+    """The smallest non-zero difference between two consecutive ``perf_counter_ns()`` calls."""
+    best = 1 << 62
+    clock = time.perf_counter_ns
+    for _ in range(samples):
+        a = clock()
+        b = clock()
+        if 0 < b - a < best:
+            best = b - a
+    return best
 
 
 class SignalTimer(threading.Thread):
     """Reads the signals topic from the start (assigned, no group join) and stamps each
-    (symbol, seq) with its first arrival, ``time.perf_counter_ns``; probe signals only set
-    ``probe_seen``."""
+    (symbol, seq) with its first arrival, ``time.perf_counter_ns`` taken as soon as ``poll``
+    returns the message (one message per call, so no signal waits for a batch to fill);
+    probe signals only set ``probe_seen``. While ``timing`` is set it also records how long
+    idle polls took and how long each signal kept the loop away from ``poll``: the stamps'
+    own resolution."""
 
     def __init__(self, runtime: RuntimeConfig) -> None:
         super().__init__(name="signal-timer", daemon=True)
@@ -514,11 +570,15 @@ class SignalTimer(threading.Thread):
         self.last_arrival_ns = 0
         self.stop = threading.Event()
         self.probe_seen = threading.Event()
+        self.timing = threading.Event()
+        self.idle_ns: list[int] = []
+        self.handle_ns: list[int] = []
         self.failed: BaseException | None = None
 
     def run(self) -> None:
         rt = self.runtime
         topic = rt.topic("signals")
+        clock = time.perf_counter_ns
         c = Consumer(
             {
                 **rt.librdkafka(),
@@ -532,31 +592,40 @@ class SignalTimer(threading.Thread):
             parts = c.list_topics(topic, timeout=10).topics[topic].partitions
             c.assign([TopicPartition(topic, n, OFFSET_BEGINNING) for n in parts])
             while not self.stop.is_set():
-                msgs = c.consume(1000, 0.05)
-                now = time.perf_counter_ns()
-                for m in msgs:
-                    if m.error() is not None:
-                        continue
-                    try:
-                        s = decode_signal(m.value() or b"")
-                    except DecodeError:
-                        self.bad += 1
-                        continue
-                    if s.symbol == PROBE_SYMBOL:
-                        self.probe_seen.set()
-                        continue
-                    key = (s.symbol, s.seq)
-                    if key in self.arrivals:
-                        self.duplicates += 1
-                        continue
-                    self.arrivals[key] = now
-                    self.last_arrival_ns = now
-                    if s.missing:
-                        self.with_missing += 1
+                called = clock()
+                m = c.poll(STAMP_POLL_TIMEOUT_S)
+                now = clock()
+                if m is None:
+                    if self.timing.is_set():
+                        self.idle_ns.append(now - called)
+                    continue
+                self._handle(m, now)
+                if self.timing.is_set():
+                    self.handle_ns.append(clock() - now)
         except BaseException as e:
             self.failed = e
         finally:
             c.close()
+
+    def _handle(self, m: Any, now: int) -> None:
+        if m.error() is not None:
+            return
+        try:
+            s = decode_signal(m.value() or b"")
+        except DecodeError:
+            self.bad += 1
+            return
+        if s.symbol == PROBE_SYMBOL:
+            self.probe_seen.set()
+            return
+        key = (s.symbol, s.seq)
+        if key in self.arrivals:
+            self.duplicates += 1
+            return
+        self.arrivals[key] = now
+        self.last_arrival_ns = now
+        if s.missing:
+            self.with_missing += 1
 
 
 def pct(sorted_values: Sequence[float], q: float) -> float:
@@ -603,6 +672,7 @@ def run_latency(paths: Sequence[Path], rate: float, seconds: float) -> LatencyRe
             produced_ns = [0] * n
             step_ns = 1e9 / rate
             cpu = CpuMeter(w.proc.pid)
+            timer.timing.set()
             start = time.perf_counter_ns() + int(LATENCY_LEAD_S * 1e9)
             max_late = 0
             late = 0
@@ -640,6 +710,7 @@ def run_latency(paths: Sequence[Path], rate: float, seconds: float) -> LatencyRe
                     break
                 time.sleep(0.2)
             cpu.stop()
+            timer.timing.clear()
             timer.stop.set()
             timer.join(timeout=30)
             if timer.failed is not None:
@@ -667,6 +738,14 @@ def run_latency(paths: Sequence[Path], rate: float, seconds: float) -> LatencyRe
         linger_ms=linger_ms,
         worker=w,
         cpu=cpu,
+        stamping=StampResolution(
+            poll_timeout_ms=STAMP_POLL_TIMEOUT_S * 1e3,
+            idle_poll_ms=[x / 1e6 for x in timer.idle_ns],
+            handle_us=[x / 1e3 for x in timer.handle_ns],
+            clock=time.get_clock_info("perf_counter").implementation,
+            clock_resolution_ns=time.get_clock_info("perf_counter").resolution * 1e9,
+            clock_step_ns=clock_step_ns(),
+        ),
     )
 
 
@@ -752,6 +831,8 @@ def print_latency(r: LatencyResult) -> None:
         extra.append(f"{r.with_missing} decided without every stage (join timeout)")
     if extra:
         print("  !! " + "; ".join(extra))
+    for line in r.stamping.summary():
+        print(line)
     print(_cpu_line(r.cpu))
     print(_worker_line(r.worker))
 

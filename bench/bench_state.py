@@ -1,14 +1,16 @@
 """Cost of keeping model state in Redis: checkpoints, and a worker's restart.
 
     python -m bench.bench_state                       # both parts
-    python -m bench.bench_state --checkpoint --every 1000
+    python -m bench.bench_state --checkpoint --every 1000 --repeats 5
     python -m bench.bench_state --restart --files data/binance/spot/*.gz
 
 1. checkpoint: the embedded pipeline runs the sample with a :class:`RedisStateStore` and
    checkpoints every ``--every`` ticks (each checkpoint seals and writes every stage-symbol and
    voter key in one MULTI/EXEC). Prints ms per checkpoint and per key, bytes per key by owner,
    how much of it is sealing (pickle + HMAC) vs the Redis round trip, and events/s with
-   checkpoints on vs off. Needs Redis.
+   checkpoints on vs off: runs alternate off, on, off, on, ... (``--repeats`` pairs, each on a
+   fresh pipeline), and each pair, the median and the spread are printed, so the difference
+   can be read against the run-to-run noise. Needs Redis.
 2. restart: ticks are replayed into a ``quorum worker --state redis``; once some signals have
    come, the worker is stopped (SIGKILL, then SIGTERM) and started again. Prints the time from
    the restart to its group holding the partitions, to the first signal, and to the first
@@ -18,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import statistics
@@ -47,10 +50,11 @@ from bench.bench_kafka import (
     pct,
 )
 from config.runtime import RuntimeConfig
-from config.settings import load_config
+from config.settings import PipelineConfig, load_config
 from models.sealed import StateSealer
 from streams.codecs import decode_signal
 from streams.readers import read_ticks
+from streams.records import Tick
 from streams.redis_store import RedisStateStore, redis_client
 from streams.replay import replay
 from streams.topics import admin_client
@@ -65,59 +69,98 @@ ROOT = Path(__file__).resolve().parent.parent
 class CheckpointResult:
     ticks: int
     every: int
-    checkpoints: int
-    ms: list[float]  # per checkpoint, seal + MULTI/EXEC
+    checkpoints: int  # per checkpointed run
+    ms: list[float]  # per checkpoint of every "on" run, seal + MULTI/EXEC
     keys: list[int]
     seal_ms: list[float]  # per checkpoint, sealing alone (same keys, no Redis)
     bytes_by_owner: dict[str, list[int]]
-    off_s: float  # the same ticks, no checkpoints
-    on_s: float  # with checkpoints (their time included)
+    off_s: list[float]  # per repeat: the ticks, no checkpoints
+    on_s: list[float]  # per repeat: with checkpoints (their time included)
 
 
-def run_checkpoint(paths: Sequence[Path], every: int, url: str) -> CheckpointResult:
-    cfg = load_config()
-    ticks = list(read_ticks(paths))
-    print(f"[checkpoint] {len(ticks):,} ticks, a checkpoint every {every:,}", flush=True)
-
+def _run_off(cfg: PipelineConfig, ticks: Sequence[Tick]) -> float:
+    gc.collect()
     t0 = time.perf_counter()
     plain = Pipeline(cfg)
     for tick in ticks:
         plain.process(tick)
-    off_s = time.perf_counter() - t0
+    return time.perf_counter() - t0
 
+
+def _run_on(
+    cfg: PipelineConfig,
+    ticks: Sequence[Tick],
+    every: int,
+    url: str,
+    out: CheckpointResult,
+    measure_sealing: bool,
+) -> float:
+    """One checkpointed run on its own Redis namespace (deleted after); its checkpoint times
+    are added to ``out``, and with ``measure_sealing`` sealing alone and key sizes too."""
     name = f"bench-state-{uuid.uuid4().hex[:10]}"
     sealer = StateSealer(BENCH_SECRET.encode(), name)
     client = redis_client(url)
     store = RedisStateStore(client, sealer, meta=meta)
-    pipe = Pipeline(cfg, store)
-    ms: list[float] = []
-    keys: list[int] = []
-    seal_ms: list[float] = []
-    sizes: dict[str, list[int]] = {}
+    n = 0
     try:
+        gc.collect()
         t0 = time.perf_counter()
+        pipe = Pipeline(cfg, store)
         for i, tick in enumerate(ticks, 1):
             pipe.process(tick)
             if i % every == 0:
                 store.touch_all()
                 stats = store.checkpoint()
-                ms.append(stats.elapsed_ms)
-                keys.append(stats.keys)
-        on_s = time.perf_counter() - t0
-        # sealing alone, on the final state: pickle + HMAC of every key, no network
-        for _ in range(5):
-            s0 = time.perf_counter()
-            stored_keys = store.keys()
-            for key in stored_keys:
-                value = store.get(key)
-                blob = sealer.seal(key, value, 1, meta(key, value))
-                sizes.setdefault(key.split("/", 1)[0], []).append(len(blob))
-            seal_ms.append((time.perf_counter() - s0) * 1e3)
+                out.ms.append(stats.elapsed_ms)
+                out.keys.append(stats.keys)
+                n += 1
+        elapsed = time.perf_counter() - t0
+        out.checkpoints = n
+        if measure_sealing:  # on the final state: pickle + HMAC of every key, no network
+            for _ in range(5):
+                s0 = time.perf_counter()
+                stored_keys = store.keys()  # a store, not a dict: keys() is its API
+                for key in stored_keys:
+                    value = store.get(key)
+                    blob = sealer.seal(key, value, 1, meta(key, value))
+                    out.bytes_by_owner.setdefault(key.split("/", 1)[0], []).append(len(blob))
+                out.seal_ms.append((time.perf_counter() - s0) * 1e3)
     finally:
         stored = list(client.scan_iter(match=f"quorum:{name}:*"))
         if stored:
             client.delete(*stored)
-    return CheckpointResult(len(ticks), every, len(ms), ms, keys, seal_ms, sizes, off_s, on_s)
+    return elapsed
+
+
+def run_checkpoint(paths: Sequence[Path], every: int, url: str, repeats: int) -> CheckpointResult:
+    """``repeats`` pairs of runs, alternating: off, on, off, on, ... (each a fresh pipeline over
+    the same ticks, parsed once up front), so slow drift in the machine's load hits both."""
+    cfg = load_config()
+    ticks = list(read_ticks(paths))
+    print(
+        f"[checkpoint] {len(ticks):,} ticks, a checkpoint every {every:,}; {repeats} x (off, on)",
+        flush=True,
+    )
+    out = CheckpointResult(len(ticks), every, 0, [], [], [], {}, [], [])
+    for r in range(repeats):
+        out.off_s.append(_run_off(cfg, ticks))
+        out.on_s.append(_run_on(cfg, ticks, every, url, out, measure_sealing=r == repeats - 1))
+        print(
+            f"[checkpoint] repeat {r + 1}/{repeats}: off {len(ticks) / out.off_s[-1]:,.0f} ev/s,"
+            f" on {len(ticks) / out.on_s[-1]:,.0f} ev/s",
+            flush=True,
+        )
+    return out
+
+
+def _spread(values: Sequence[float], fmt: str) -> str:
+    """median, min-max and the range as % of the median."""
+    med = statistics.median(values)
+    rng = 100 * (max(values) - min(values)) / med if med else float("nan")
+    return (
+        f"median {med:{fmt}}  min {min(values):{fmt}}  max {max(values):{fmt}}  "
+        f"(range {rng:.1f}% of the median)"
+    )
 
 
 def print_checkpoint(r: CheckpointResult) -> None:
@@ -137,10 +180,17 @@ def print_checkpoint(r: CheckpointResult) -> None:
     )
     for owner, sizes in sorted(r.bytes_by_owner.items()):
         print(f"  bytes / key       {owner:<15} {statistics.median(sizes):,.0f}")
-    on, off = r.ticks / r.on_s, r.ticks / r.off_s
+    off = [r.ticks / s for s in r.off_s]
+    on = [r.ticks / s for s in r.on_s]
+    slower = [100 * (a - b) / a for a, b in zip(off, on, strict=True)]
+    print(f"  events/s, runs alternating off/on ({len(off)} pairs, in run order):")
+    for i, (a, b, d) in enumerate(zip(off, on, slower, strict=True), 1):
+        print(f"    pair {i}:  off {a:>9,.0f}   on {b:>9,.0f}   on is {d:+.1f}% slower")
+    print(f"  off               {_spread(off, ',.0f')}")
+    print(f"  on                {_spread(on, ',.0f')}")
     print(
-        f"  events/s          {off:,.0f} without checkpoints, {on:,.0f} with "
-        f"({100 * (off - on) / off:.1f}% slower)"
+        f"  on vs off, paired median {statistics.median(slower):+.1f}% slower "
+        f"(pairs from {min(slower):+.1f}% to {max(slower):+.1f}%)"
     )
 
 
@@ -316,14 +366,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--checkpoint", action="store_true", help="checkpoint cost only")
     ap.add_argument("--restart", action="store_true", help="restart time only")
     ap.add_argument("--every", type=int, default=5000, help="ticks between checkpoints (5000)")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="--checkpoint: pairs of runs, alternating checkpoints off/on (3)",
+    )
     ap.add_argument("--cycles", type=int, default=2, help="restarts of each kind (2)")
     ap.add_argument("--files", nargs="+", type=Path, help="input (default: the sample)")
     args = ap.parse_args(argv)
+    if args.repeats < 1 or args.every < 1:
+        ap.error("--repeats and --every must be >= 1")
     both = not (args.checkpoint or args.restart)
     url = load_config().runtime.redis.url
     checkpoint = None
     if both or args.checkpoint:
-        checkpoint = run_checkpoint(args.files or SAMPLE, args.every, url)
+        checkpoint = run_checkpoint(args.files or SAMPLE, args.every, url, args.repeats)
     restart = run_restart(args.files or FIXTURES, args.cycles) if both or args.restart else None
     print()
     print(f"machine: {machine()}")
