@@ -55,36 +55,63 @@ def encode_tick(tick: Tick) -> bytes:
     return orjson.dumps(tick_to_dict(tick))
 
 
+_TRADE_FIELDS = frozenset(("type", "symbol", "ts", "price", "size", "side"))
+_QUOTE_FIELDS = frozenset(("type", "symbol", "ts", "bid", "ask", "bid_size", "ask_size"))
+INT64_MAX = 2**63 - 1
+
+
+def _unknown(d: dict[str, Any], allowed: frozenset[str], what: str) -> DecodeError:
+    extra = sorted(k for k in d if k not in allowed)
+    return DecodeError(f"unknown field {extra[0]!r} in {what}")
+
+
 def _number(d: dict[str, Any], key: str) -> float:
+    """A JSON number, never a string or a bool: the schema says number, so does the decoder."""
     v = d.get(key)
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        if isinstance(v, str):
-            try:
-                return float(v)
-            except ValueError:
-                pass
-        raise DecodeError(f"field {key!r} must be a number, got {v!r}")
-    return float(v)
+    if isinstance(v, float):
+        return v
+    if isinstance(v, int) and not isinstance(v, bool):
+        try:
+            return float(v)
+        except OverflowError:
+            raise DecodeError(f"field {key!r} is out of range: {v!r}") from None
+    if key not in d:
+        raise DecodeError(f"missing field {key!r}")
+    raise DecodeError(f"field {key!r} must be a JSON number, got {v!r}")
 
 
 def tick_from_dict(d: Any) -> Tick:
-    """Build and validate a tick from its JSON object; raise DecodeError with the reason."""
-    if not isinstance(d, dict):
+    """Build and validate a tick from its JSON object; raise DecodeError with the reason.
+
+    Strict like ``tick.schema.json``: numbers must be JSON numbers (not strings, not bools),
+    unknown fields are refused, ``"side": null`` means the aggressor is unknown. Two rules the
+    schema cannot express are enforced here too: ``ts`` must be an integer literal (``1.7e18``
+    is a float that may have lost digits) and a quote must have bid < ask.
+    """
+    if type(d) is not dict:
         raise DecodeError("tick must be a JSON object")
-    symbol = d.get("symbol")
-    if not isinstance(symbol, str) or not symbol:
-        raise DecodeError("field 'symbol' must be a non-empty string")
-    ts = d.get("ts")
-    if isinstance(ts, bool) or not isinstance(ts, int):
-        raise DecodeError(f"field 'ts' must be integer nanoseconds, got {ts!r}")
     kind = d.get("type")
+    if kind == "trade":
+        if not d.keys() <= _TRADE_FIELDS:
+            raise _unknown(d, _TRADE_FIELDS, "a trade")
+    elif kind == "quote":
+        if not d.keys() <= _QUOTE_FIELDS:
+            raise _unknown(d, _QUOTE_FIELDS, "a quote")
+    else:
+        raise DecodeError(f"field 'type' must be 'trade' or 'quote', got {kind!r}")
+    symbol = d.get("symbol")
+    if type(symbol) is not str or not symbol:
+        raise DecodeError(f"field 'symbol' must be a non-empty string, got {symbol!r}")
+    ts = d.get("ts")
+    if type(ts) is not int:
+        raise DecodeError(f"field 'ts' must be integer nanoseconds, got {ts!r}")
     tick: Tick
     if kind == "trade":
         side = d.get("side")
-        if side not in (None, "buy", "sell"):
-            raise DecodeError(f"field 'side' must be 'buy' or 'sell', got {side!r}")
+        if side is not None and side != "buy" and side != "sell":
+            raise DecodeError(f"field 'side' must be 'buy', 'sell' or null, got {side!r}")
         tick = Trade(symbol, ts, _number(d, "price"), _number(d, "size"), side)
-    elif kind == "quote":
+    else:
         tick = Quote(
             symbol,
             ts,
@@ -93,8 +120,6 @@ def tick_from_dict(d: Any) -> Tick:
             _number(d, "bid_size"),
             _number(d, "ask_size"),
         )
-    else:
-        raise DecodeError(f"field 'type' must be 'trade' or 'quote', got {kind!r}")
     try:
         return validate(tick)
     except InvalidTick as e:
@@ -126,21 +151,101 @@ def encode_vote(v: Vote) -> bytes:
     return orjson.dumps(vote_to_dict(v))
 
 
-def decode_vote(data: bytes | str) -> Vote:
-    try:
-        d = orjson.loads(data)
-        return Vote(
-            stage=d["stage"],
-            model=d["model"],
-            version=int(d["version"]),
-            symbol=d["symbol"],
-            seq=int(d["seq"]),
-            ts=int(d["ts"]),
-            p_up=None if d["p_up"] is None else float(d["p_up"]),
-            outcomes=tuple(Outcome(int(s), Label(lbl)) for s, lbl in d["outcomes"]),
+_VOTE_FIELDS = frozenset(("stage", "model", "version", "symbol", "seq", "ts", "p_up", "outcomes"))
+_SIGNAL_FIELDS = frozenset(
+    (
+        "id",
+        "symbol",
+        "seq",
+        "ts",
+        "horizon_ns",
+        "action",
+        "p_up",
+        "quorum_met",
+        "stages",
+        "missing",
+        "config_hash",
+    )
+)
+_STAGE_FIELDS = frozenset(("name", "model", "version", "p_up", "weight"))
+_LABELS = {lbl.value: lbl for lbl in Label}
+_ACTIONS = {a.value: a for a in Action}
+_HEX = frozenset("0123456789abcdef")
+
+
+def _object(d: Any, fields: frozenset[str], what: str) -> dict[str, Any]:
+    """A JSON object with exactly ``fields``: every one required, nothing else (as the schema)."""
+    if type(d) is not dict:
+        raise DecodeError(f"{what} must be a JSON object")
+    if d.keys() != fields:
+        missing = sorted(fields - d.keys())
+        if missing:
+            raise DecodeError(f"{what}: missing field {missing[0]!r}")
+        raise _unknown(d, fields, what)
+    return d
+
+
+def _int(d: dict[str, Any], key: str, lo: int, what: str) -> int:
+    v = d[key]
+    if type(v) is not int or not lo <= v <= INT64_MAX:
+        raise DecodeError(f"{what}: field {key!r} must be an integer in [{lo}, 2**63-1], got {v!r}")
+    return v
+
+
+def _str(d: dict[str, Any], key: str, what: str, non_empty: bool = False) -> str:
+    v = d[key]
+    if type(v) is not str or (non_empty and not v):
+        raise DecodeError(
+            f"{what}: field {key!r} must be a{' non-empty' if non_empty else ''} string"
         )
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise DecodeError(f"bad vote: {e}") from None
+    return v
+
+
+def _prob(d: dict[str, Any], key: str, what: str, nullable: bool) -> float | None:
+    v = d[key]
+    if v is None and nullable:
+        return None
+    if (type(v) is float or type(v) is int) and 0.0 <= v <= 1.0:
+        return float(v)
+    raise DecodeError(f"{what}: field {key!r} must be a number in [0, 1], got {v!r}")
+
+
+def _outcome(x: Any) -> Outcome:
+    if type(x) is not list or len(x) != 2:
+        raise DecodeError(f"bad vote: an outcome must be [seq, label], got {x!r}")
+    seq, lbl = x
+    if type(seq) is not int or not 1 <= seq <= INT64_MAX:
+        raise DecodeError(f"bad vote: outcome seq must be an integer >= 1, got {seq!r}")
+    label = _LABELS.get(lbl) if type(lbl) is str else None
+    if label is None:
+        raise DecodeError(f"bad vote: outcome label must be up, down or flat, got {lbl!r}")
+    return Outcome(seq, label)
+
+
+def _loads(data: bytes | str, what: str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise DecodeError(f"{what}: malformed JSON: {e}") from None
+
+
+def decode_vote(data: bytes | str) -> Vote:
+    """Strict like ``vote.schema.json``: exact fields, integer literals, p_up in [0, 1] or null."""
+    w = "bad vote"
+    d = _object(_loads(data, w), _VOTE_FIELDS, w)
+    outcomes = d["outcomes"]
+    if type(outcomes) is not list:
+        raise DecodeError(f"{w}: field 'outcomes' must be an array")
+    return Vote(
+        stage=_str(d, "stage", w),
+        model=_str(d, "model", w),
+        version=_int(d, "version", 0, w),
+        symbol=_str(d, "symbol", w, non_empty=True),
+        seq=_int(d, "seq", 1, w),
+        ts=_int(d, "ts", 1, w),
+        p_up=_prob(d, "p_up", w, nullable=True),
+        outcomes=tuple(_outcome(x) for x in outcomes),
+    )
 
 
 def signal_to_dict(s: Signal) -> dict[str, Any]:
@@ -172,33 +277,53 @@ def encode_signal(s: Signal) -> bytes:
     return orjson.dumps(signal_to_dict(s))
 
 
+def _stage_vote(x: Any) -> StageVote:
+    w = "bad signal: stage"
+    d = _object(x, _STAGE_FIELDS, w)
+    weight = _prob(d, "weight", w, nullable=False)
+    assert weight is not None
+    return StageVote(
+        name=_str(d, "name", w),
+        model=_str(d, "model", w),
+        version=_int(d, "version", 0, w),
+        p_up=_prob(d, "p_up", w, nullable=True),
+        weight=weight,
+    )
+
+
 def decode_signal(data: bytes | str) -> Signal:
-    try:
-        d = orjson.loads(data)
-        return Signal(
-            id=d["id"],
-            symbol=d["symbol"],
-            seq=int(d["seq"]),
-            ts=int(d["ts"]),
-            horizon_ns=int(d["horizon_ns"]),
-            action=Action(d["action"]),
-            p_up=float(d["p_up"]),
-            quorum_met=bool(d["quorum_met"]),
-            stages=tuple(
-                StageVote(
-                    name=x["name"],
-                    model=x["model"],
-                    version=int(x["version"]),
-                    p_up=None if x["p_up"] is None else float(x["p_up"]),
-                    weight=float(x["weight"]),
-                )
-                for x in d["stages"]
-            ),
-            missing=tuple(d["missing"]),
-            config_hash=d["config_hash"],
-        )
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise DecodeError(f"bad signal: {e}") from None
+    """Strict like ``signal.schema.json``: exact fields, a 32-hex id, typed receipts."""
+    w = "bad signal"
+    d = _object(_loads(data, w), _SIGNAL_FIELDS, w)
+    sid = _str(d, "id", w)
+    if len(sid) != 32 or not _HEX.issuperset(sid):
+        raise DecodeError(f"{w}: field 'id' must be 32 lowercase hex digits, got {sid!r}")
+    action = _ACTIONS.get(d["action"]) if type(d["action"]) is str else None
+    if action is None:
+        raise DecodeError(f"{w}: field 'action' must be BUY, SELL or HOLD, got {d['action']!r}")
+    p_up = _prob(d, "p_up", w, nullable=False)
+    assert p_up is not None
+    quorum_met = d["quorum_met"]
+    if type(quorum_met) is not bool:
+        raise DecodeError(f"{w}: field 'quorum_met' must be a boolean, got {quorum_met!r}")
+    stages, missing = d["stages"], d["missing"]
+    if type(stages) is not list:
+        raise DecodeError(f"{w}: field 'stages' must be an array")
+    if type(missing) is not list or not all(type(m) is str for m in missing):
+        raise DecodeError(f"{w}: field 'missing' must be an array of strings")
+    return Signal(
+        id=sid,
+        symbol=_str(d, "symbol", w, non_empty=True),
+        seq=_int(d, "seq", 1, w),
+        ts=_int(d, "ts", 1, w),
+        horizon_ns=_int(d, "horizon_ns", 1, w),
+        action=action,
+        p_up=p_up,
+        quorum_met=quorum_met,
+        stages=tuple(_stage_vote(x) for x in stages),
+        missing=tuple(missing),
+        config_hash=_str(d, "config_hash", w),
+    )
 
 
 def reject_to_dict(r: Reject) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import csv
 import gzip
 import heapq
 import io
+import re
 import statistics
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -161,7 +162,8 @@ def _measure_quote_offset(path: Path) -> int:
                     continue
                 try:
                     t = orjson.loads(body)["data"]["T"]
-                    samples.append(int(t) * 1_000_000 - int(head))
+                    if type(t) is int:  # a bool or float T is rejected later, not sampled
+                        samples.append(t * 1_000_000 - int(head))
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                     continue
     except (OSError, EOFError, zlib.error):
@@ -169,9 +171,43 @@ def _measure_quote_offset(path: Path) -> int:
     return int(statistics.median_low(samples)) if samples else 0
 
 
+_TRADE_NUMBERS: tuple[tuple[str, str], ...] = (("p", "price"), ("q", "size"))
+_QUOTE_NUMBERS: tuple[tuple[str, str], ...] = (
+    ("b", "bid"),
+    ("a", "ask"),
+    ("B", "bid_size"),
+    ("A", "ask_size"),
+)
+
+
+def _decimal(v: object, key: str) -> str | float:
+    """Slow path of a numeric Binance field that is not a string: a JSON number, never a bool."""
+    if isinstance(v, str | float) or (isinstance(v, int) and not isinstance(v, bool)):
+        return v
+    raise ValueError(f"field {key!r} must be a decimal string or a number, got {v!r}")
+
+
+def _number_problem(data: dict[str, Any], keys: tuple[tuple[str, str], ...]) -> str | None:
+    """Name the numeric field ``float()`` choked on (only runs once a line is already bad)."""
+    for key, name in keys:
+        v = data.get(key)
+        try:
+            float(_decimal(v, key))
+        except (ValueError, TypeError, OverflowError):
+            return f"{name} (field {key!r}) is not a number: {v!r}"
+    return None
+
+
 def _binance_ticks(
     path: Path, on_reject: RejectSink, stats: ReaderStats
 ) -> Iterator[tuple[int, Tick]]:
+    """Trades and best bid/ask from a websocket recording.
+
+    Field types are checked as Binance sends them (``s`` a string, ``T``/``E`` integer ms,
+    ``m`` a JSON bool, prices and sizes decimal strings or numbers), so ``"m": "false"`` is not
+    read as truthy and ``"p": true`` is not a price of 1. The checks are type identities on the
+    fast path; the reason is worked out only for a line that is already rejected.
+    """
     offset = _measure_quote_offset(path)
     stats.quote_offset_ns[str(path)] = offset
     src = str(path)
@@ -181,6 +217,8 @@ def _binance_ticks(
             stats.skipped += 1  # depth diffs are not used: skip before paying for the parse
             continue
         try:
+            if not head.isdigit():  # int() would take "-5", "+5", "1_0"
+                raise ValueError(f"receive time must be integer nanoseconds, got {head[:40]!r}")
             recv = int(head)
             frame = orjson.loads(body)
         except (ValueError, orjson.JSONDecodeError) as e:
@@ -196,29 +234,47 @@ def _binance_ticks(
         if stream is None:
             stats.skipped += 1  # REST depth snapshot or other non-stream message
             continue
+        numbers = _TRADE_NUMBERS
         try:
             tick: Tick
+            if type(stream) is not str:
+                raise ValueError(f"field 'stream' must be a string, got {stream!r}")
             if not isinstance(data, dict):
                 raise ValueError("frame has no data object")
             if stream.endswith("@trade"):
-                tick = Trade(
-                    str(data["s"]),
-                    int(data["T"]) * 1_000_000,
-                    float(data["p"]),
-                    float(data["q"]),
-                    "sell" if data["m"] else "buy",
-                )
+                sym, t, m, p, q = data["s"], data["T"], data["m"], data["p"], data["q"]
+                if type(sym) is not str:
+                    raise ValueError(f"field 's' (symbol) must be a string, got {sym!r}")
+                if type(t) is not int:
+                    raise ValueError(f"field 'T' (trade time) must be integer ms, got {t!r}")
+                if m is True:
+                    side: Side = "sell"
+                elif m is False:
+                    side = "buy"
+                else:
+                    raise ValueError(f"field 'm' (buyer is maker) must be true or false, got {m!r}")
+                if type(p) is not str or type(q) is not str:
+                    p, q = _decimal(p, "p"), _decimal(q, "q")
+                tick = Trade(sym, t * 1_000_000, float(p), float(q), side)
             elif stream.endswith("@bookTicker"):
-                exch = data.get("T") or data.get("E")
-                ts = int(exch) * 1_000_000 if exch else recv + offset
-                tick = Quote(
-                    str(data["s"]),
-                    ts,
-                    float(data["b"]),
-                    float(data["a"]),
-                    float(data["B"]),
-                    float(data["A"]),
-                )
+                numbers = _QUOTE_NUMBERS
+                sym, b, a, bs, az = data["s"], data["b"], data["a"], data["B"], data["A"]
+                if type(sym) is not str:
+                    raise ValueError(f"field 's' (symbol) must be a string, got {sym!r}")
+                exch = data.get("T")
+                if exch is None:
+                    exch = data.get("E")
+                if exch is None:
+                    ts = recv + offset
+                elif type(exch) is int:
+                    ts = exch * 1_000_000
+                else:
+                    raise ValueError(f"field 'T'/'E' (event time) must be integer ms, got {exch!r}")
+                if type(b) is not str or type(a) is not str or type(bs) is not str:
+                    b, a, bs = _decimal(b, "b"), _decimal(a, "a"), _decimal(bs, "B")
+                if type(az) is not str:
+                    az = _decimal(az, "A")
+                tick = Quote(sym, ts, float(b), float(a), float(bs), float(az))
             else:
                 stats.skipped += 1  # other streams are not used
                 continue
@@ -227,23 +283,45 @@ def _binance_ticks(
             stats.rejected += 1
             on_reject(Reject(src, n, f"missing field {e}", _excerpt(raw)))
             continue
-        except (InvalidTick, ValueError, TypeError) as e:
+        except InvalidTick as e:
             stats.rejected += 1
             on_reject(Reject(src, n, str(e), _excerpt(raw)))
+            continue
+        except (ValueError, TypeError, OverflowError) as e:
+            stats.rejected += 1
+            reason = str(e)
+            if reason.startswith("could not convert") and isinstance(data, dict):
+                reason = _number_problem(data, numbers) or reason
+            on_reject(Reject(src, n, reason, _excerpt(raw)))
             continue
         yield n, tick
 
 
 _CSV_COLUMNS = ("ts", "symbol", "price", "size", "side", "bid", "ask", "bid_size", "ask_size")
+# a plain decimal: Python's float() would also take "1_000", " nan", "infinity" and digits of
+# other scripts; 1e999 still parses (to inf) and is then refused as not finite, with its field
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
+def _csv_number(text: str, name: str) -> float:
+    if not text:
+        raise ValueError(f"{name} is empty")
+    if _DECIMAL.fullmatch(text) is None:
+        raise ValueError(f"{name} is not a number: {text[:40]!r}")
+    return float(text)
 
 
 def _csv_ticks(path: Path, on_reject: RejectSink, stats: ReaderStats) -> Iterator[tuple[int, Tick]]:
+    """Rows of a headed tick CSV; a row is a trade (price, size) or a quote (bid, ask)."""
     src = str(path)
     lines = _lines(path, on_reject, stats)
     first = next(lines, None)
     if first is None:
         raise ReaderError(f"{path}: empty file")
-    header = [c.strip().lower() for c in next(csv.reader([first[1]]))]
+    try:
+        header = [c.strip().lower() for c in next(csv.reader([first[1]]))]
+    except csv.Error as e:
+        raise ReaderError(f"{path}:{first[0]}: unreadable CSV header: {e}") from None
     missing = {"ts", "symbol"} - set(header)
     if missing:
         raise ReaderError(f"{path}:{first[0]}: CSV header lacks column(s) {sorted(missing)}")
@@ -255,13 +333,21 @@ def _csv_ticks(path: Path, on_reject: RejectSink, stats: ReaderStats) -> Iterato
         return row[i].strip() if i is not None else ""
 
     for n, line in lines:
-        row = next(csv.reader([line]))
+        try:
+            row = next(csv.reader([line]))
+        except csv.Error as e:  # e.g. a field over csv.field_size_limit()
+            stats.rejected += 1
+            on_reject(Reject(src, n, f"malformed CSV row: {e}", line[:200]))
+            continue
         if len(row) < width:
             stats.rejected += 1
             on_reject(Reject(src, n, f"expected {width} columns, got {len(row)}", line[:200]))
             continue
         try:
-            ts = parse_time_ns(col(row, "ts"))
+            ts_text = col(row, "ts")
+            if not ts_text:
+                raise ValueError("ts is empty")
+            ts = parse_time_ns(ts_text)
             symbol = col(row, "symbol")
             tick: Tick
             if col(row, "price"):
@@ -273,20 +359,27 @@ def _csv_ticks(path: Path, on_reject: RejectSink, stats: ReaderStats) -> Iterato
                     side = None
                 else:
                     raise ValueError(f"side must be buy or sell, got {side_text!r}")
-                tick = Trade(symbol, ts, float(col(row, "price")), float(col(row, "size")), side)
-            elif col(row, "bid") and col(row, "ask"):
+                tick = Trade(
+                    symbol,
+                    ts,
+                    _csv_number(col(row, "price"), "price"),
+                    _csv_number(col(row, "size"), "size"),
+                    side,
+                )
+            elif col(row, "bid") or col(row, "ask"):
+                bid_size, ask_size = col(row, "bid_size"), col(row, "ask_size")
                 tick = Quote(
                     symbol,
                     ts,
-                    float(col(row, "bid")),
-                    float(col(row, "ask")),
-                    float(col(row, "bid_size") or 0.0),
-                    float(col(row, "ask_size") or 0.0),
+                    _csv_number(col(row, "bid"), "bid"),
+                    _csv_number(col(row, "ask"), "ask"),
+                    _csv_number(bid_size, "bid_size") if bid_size else 0.0,
+                    _csv_number(ask_size, "ask_size") if ask_size else 0.0,
                 )
             else:
                 raise ValueError("row is neither a trade (price, size) nor a quote (bid, ask)")
             validate(tick)
-        except (InvalidTick, ValueError) as e:
+        except ValueError as e:  # InvalidTick is a ValueError
             stats.rejected += 1
             on_reject(Reject(src, n, str(e), line[:200]))
             continue
@@ -296,17 +389,21 @@ def _csv_ticks(path: Path, on_reject: RejectSink, stats: ReaderStats) -> Iterato
 def _jsonl_ticks(
     path: Path, on_reject: RejectSink, stats: ReaderStats
 ) -> Iterator[tuple[int, Tick]]:
+    """quorum's own ticks, decoded exactly as the ticks topic is (``tick.schema.json``).
+
+    Lines are bytes, so invalid UTF-8 is refused by orjson instead of becoming U+FFFD.
+    """
     src = str(path)
-    for n, line in _lines(path, on_reject, stats):
+    for n, line in _lines(path, on_reject, stats, binary=True):
         try:
             tick = tick_from_dict(orjson.loads(line))
         except orjson.JSONDecodeError as e:
             stats.rejected += 1
-            on_reject(Reject(src, n, f"malformed JSON: {e}", line[:200]))
+            on_reject(Reject(src, n, f"malformed JSON: {e}", _excerpt(line)))
             continue
         except DecodeError as e:
             stats.rejected += 1
-            on_reject(Reject(src, n, str(e), line[:200]))
+            on_reject(Reject(src, n, str(e), _excerpt(line)))
             continue
         yield n, tick
 

@@ -12,8 +12,10 @@ _FRACTION = re.compile(r"^(.*T\d\d:\d\d:\d\d)(?:[.,](\d+))?(.*)$")
 def parse_time_ns(text: str) -> int:
     """Parse ``text`` into integer nanoseconds (UTC).
 
-    Digits are taken as nanoseconds already. ISO-8601 must carry an offset (``Z`` or ``+hh:mm``)
-    because a naive local time is ambiguous; fractions are kept to the nanosecond.
+    ASCII digits are taken as nanoseconds already (no sign, no ``_``, no other scripts' digits,
+    which ``int`` would quietly accept). ISO-8601 must carry an offset (``Z`` or ``+hh:mm``)
+    because a naive local time is ambiguous; fractions are kept to the nanosecond. The range is
+    not checked here (``streams.validation`` does it), so ``--start``/``--end`` parse freely.
 
     >>> parse_time_ns("1970-01-01T00:00:01.000000002Z")
     1000000002
@@ -21,7 +23,11 @@ def parse_time_ns(text: str) -> int:
     1723161600000000000
     """
     s = text.strip()
+    if not s.isascii():
+        raise ValueError(f"not a timestamp (ns integer or ISO-8601 with offset): {text!r}")
     if s.isdigit():
+        if len(s) > 30:  # far out of range anyway; spares int() its 4300-digit error
+            raise ValueError(f"timestamp has {len(s)} digits: {text[:40]!r}...")
         return int(s)
     m = _FRACTION.match(s)
     if m is None:

@@ -107,7 +107,7 @@ def test_binance_bad_lines_are_rejected_with_reasons(tmp_path: Path) -> None:
     assert stats.rejected == len(rejects) == 7
     assert [r.line for r in rejects] == [2, 3, 4, 5, 6, 7, 8]
     reasons = " | ".join(r.reason for r in rejects)
-    for fragment in ("malformed", "could not convert", "price", "size", "crossed", "missing field"):
+    for fragment in ("malformed", "is not a number", "price", "size", "crossed", "missing field"):
         assert fragment in reasons
     assert all(r.source.endswith("bad.txt") for r in rejects)
 

@@ -25,14 +25,17 @@ def _validator(name: str) -> jsonschema.Draft202012Validator:
 
 def test_ticks_and_votes_match_their_schemas() -> None:
     tick = _validator("tick")
+    t0 = 1_723_161_255_000_000_000
     for t in (
-        Trade("A", 1, 2.0, 3.0, "buy"),
-        Trade("A", 1, 2.0, 3.0),
-        Quote("A", 1, 1.0, 2.0, 0, 1),
+        Trade("A", t0, 2.0, 3.0, "buy"),
+        Trade("A", t0, 2.0, 3.0),
+        Quote("A", t0, 1.0, 2.0, 0, 1),
     ):
         tick.validate(orjson.loads(encode_tick(t)))
     with pytest.raises(jsonschema.ValidationError):
-        tick.validate({"type": "trade", "symbol": "A", "ts": 1, "price": -1, "size": 1})
+        tick.validate({"type": "trade", "symbol": "A", "ts": t0, "price": -1, "size": 1})
+    with pytest.raises(jsonschema.ValidationError):  # 1 ns after the epoch: out of range
+        tick.validate({"type": "trade", "symbol": "A", "ts": 1, "price": 1, "size": 1})
     vote = Vote("s", "s:1", 3, "A", 9, 1, None, (Outcome(2, Label.UP),))
     _validator("vote").validate(orjson.loads(encode_vote(vote)))
 
