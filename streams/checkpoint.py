@@ -119,6 +119,12 @@ class Checkpointer:
         self.delay = 0.0  # current backoff; 0 while Redis answers
         self.retry_at = 0.0  # no cadence checkpoint before this (backoff)
         self.last = clock()  # when the last checkpoint was tried: the interval counts from it
+        self._announce = True  # log the next success at INFO (first since start/assignment)
+
+    def announce_next(self) -> None:
+        """Log the next successful checkpoint at INFO: after an assignment, the log then shows
+        when the new owner of the partitions first saved their state."""
+        self._announce = True
 
     # --- held inputs ---------------------------------------------------------------------
 
@@ -206,8 +212,14 @@ class Checkpointer:
             self.counters.checkpoints += 1
             if self.delay:
                 log.info("checkpoint (%s) succeeded again; offsets are committed again", reason)
-            elif self.counters.checkpoints == 1:
-                log.info("first checkpoint saved (%s): %d keys", reason, stats.keys)
+            elif self._announce:
+                log.info(
+                    "first checkpoint since start or assignment saved (%s): %d keys; %s",
+                    reason,
+                    stats.keys,
+                    self.counters.line(),
+                )
+            self._announce = False
             self.delay = 0.0
             self.retry_at = 0.0
             log.debug(

@@ -170,8 +170,10 @@ def create_app(
 
         ``take_events`` acknowledges every event right after the batch body, noack stream or
         not; the extra reference keeps that from marking the offset committable before the
-        state covering it is saved (the checkpoint drops the reference)."""
-        async for events in stream.take_events(batch_size, within=batch_within_s):
+        state covering it is saved (the checkpoint drops the reference). A batch is never
+        larger than a checkpoint's worth of inputs, so "every N inputs" holds to a batch."""
+        size = min(batch_size, checkpoint_every) if durable else batch_size
+        async for events in stream.take_events(size, within=batch_within_s):
             if durable:
                 for event in events:  # dropped ones too: they must never count as acked
                     event.message.incref()
@@ -335,10 +337,20 @@ def create_app(
                     except redis.RedisError as e:
                         await redis_down(e, "assigned partitions'")
                 counters.loaded += keys
+                checkpointer.announce_next()
+                by_topic: dict[str, list[int]] = {}
+                for tp in assigned:
+                    by_topic.setdefault(tp.topic, []).append(tp.partition)
                 log.info(
-                    "loaded the saved state of %d symbol(s) (%d keys) of the assigned partitions",
+                    "assigned partitions: %s",
+                    "; ".join(f"{t} {sorted(p)}" for t, p in sorted(by_topic.items())),
+                )
+                log.info(
+                    "loaded the saved state of %d symbol(s) (%d keys) of the %d assigned "
+                    "partitions",
                     n,
                     keys,
+                    len(assigned),
                 )
                 log.info("%s", counters.line())
                 # re-read everything not committed: inputs fetched but dropped around the

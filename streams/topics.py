@@ -25,6 +25,27 @@ log = logging.getLogger(__name__)
 #: Rejects are rare and read by people: one partition keeps them in the order they happened.
 REJECTED_PARTITIONS = 1
 
+#: Errors of a cluster still settling (a topic just created, a controller moving): retried
+#: until the deadline instead of failing. UNKNOWN_TOPIC_OR_PART is what a broker that has not
+#: yet seen a fresh topic's metadata answers.
+RETRYABLE = frozenset(
+    {
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_CONTROLLER,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+    }
+)
+
+
+def retryable(err: object) -> bool:
+    """True for a KafkaError (or a KafkaException holding one) worth retrying."""
+    if isinstance(err, KafkaException):
+        err = err.args[0] if err.args else None
+    return isinstance(err, KafkaError) and (err.retriable() or err.code() in RETRYABLE)
+
 
 class TopicError(RuntimeError):
     """A topic that cannot be made as the pipeline needs it; the message names it."""
@@ -89,13 +110,14 @@ def ensure_topics(runtime: RuntimeConfig, *, timeout: float = 30.0) -> list[str]
     config: dict[str, str] = {}
     if runtime.topics.retention_ms is not None:
         config["retention.ms"] = str(runtime.topics.retention_ms)
-    missing = [
-        NewTopic(name, n, runtime.topics.replication_factor, config=dict(config))
-        for name, n in wanted.items()
-        if name not in existing
-    ]
-    if missing:
-        futures = admin.create_topics(missing, request_timeout=timeout)
+    missing = [name for name in wanted if name not in existing]
+    while missing:
+        new = [
+            NewTopic(name, wanted[name], runtime.topics.replication_factor, config=dict(config))
+            for name in missing
+        ]
+        futures = admin.create_topics(new, request_timeout=timeout)
+        missing = []
         for name, future in futures.items():
             try:
                 future.result(timeout=max(deadline - time.monotonic(), 0.1))
@@ -105,12 +127,25 @@ def ensure_topics(runtime: RuntimeConfig, *, timeout: float = 30.0) -> list[str]
                 if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                     existing.add(name)  # created concurrently: its count is checked below
                     continue
+                if retryable(e) and time.monotonic() < deadline:
+                    log.info("creating topic %s: %s; retrying", name, e)
+                    missing.append(name)
+                    continue
                 raise TopicError(f"cannot create topic {name}: {e}") from None
             except TimeoutError:
                 raise TopicError(f"creating topic {name} timed out after {timeout:.0f} s") from None
+        if missing:
+            time.sleep(0.2)
     _wait_ready(admin, wanted, deadline, timeout)
     _warn_on_retention(admin, runtime, sorted(existing))
     return list(wanted)
+
+
+def wait_ready(admin: AdminClient, wanted: dict[str, int], timeout: float = 30.0) -> None:
+    """Wait until metadata shows each topic of ``wanted`` (name -> partitions) with a leader
+    for every partition: producing to or subscribing to a topic before that fails with
+    UNKNOWN_TOPIC_OR_PART. Raises :class:`TopicError` after ``timeout``."""
+    _wait_ready(admin, wanted, time.monotonic() + timeout, timeout)
 
 
 def _wait_ready(
@@ -119,7 +154,13 @@ def _wait_ready(
     """Creation returns before every broker knows the topic: poll metadata until it does."""
     pending = dict(wanted)
     while True:
-        md = _metadata(admin, max(deadline - time.monotonic(), 0.1))
+        try:
+            md = _metadata(admin, max(deadline - time.monotonic(), 0.1))
+        except TopicError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)  # a metadata request that timed out while the broker settles
+            continue
         for name in list(pending):
             have = _ready_partitions(md, name)
             if have is not None:

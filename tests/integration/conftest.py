@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -12,11 +13,17 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupState,
+    KafkaException,
+    TopicPartition,
+)
 
 from config.runtime import RuntimeConfig
 from streams.services import ServiceConfig, down, status, up
-from streams.topics import admin_client, ensure_topics
+from streams.topics import admin_client, ensure_topics, retryable
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -114,8 +121,8 @@ def drain(rt: RuntimeConfig, topic: str, timeout: float = 15.0) -> list[tuple[in
         deadline = time.monotonic() + timeout
         while todo and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
-            if msg is None:
-                continue
+            if msg is None or (msg.error() is not None and retryable(msg.error())):
+                continue  # a topic whose metadata is still settling
             assert msg.error() is None, msg.error()
             partition, offset = msg.partition(), msg.offset()
             assert partition is not None and offset is not None
@@ -126,3 +133,56 @@ def drain(rt: RuntimeConfig, topic: str, timeout: float = 15.0) -> list[tuple[in
     finally:
         consumer.close()
     return out
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 90.0) -> None:
+    """Poll ``check`` until it holds; fail naming ``what`` after ``timeout_s`` (no fixed sleeps:
+    the machine may be slow or busy with other tests)."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s:.0f} s waiting for {what}"
+        time.sleep(0.05)
+
+
+def log_text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def wait_for_log(path: Path, needle: str, count: int = 1, timeout_s: float = 90.0) -> None:
+    """Wait until the worker log at ``path`` holds ``needle`` at least ``count`` times."""
+    wait_until(
+        f"{count} x {needle!r} in {path.name}",
+        lambda: log_text(path).count(needle) >= count,
+        timeout_s,
+    )
+
+
+_COUNTERS = re.compile(r"counters: ((?:\w+=\d+ ?)+)")
+
+
+def log_counters(path: Path) -> list[dict[str, int]]:
+    """Every ``counters: k=v ...`` line of a worker log, in order (streams.checkpoint)."""
+    return [
+        {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+        for m in _COUNTERS.finditer(log_text(path))
+    ]
+
+
+def group_members(rt: RuntimeConfig) -> int | None:
+    """Members of the worker group when it is stable with every member assigned, else None."""
+    group = rt.group("quorum-worker")
+    admin = admin_client(rt)
+    try:
+        desc = admin.describe_consumer_groups([group], request_timeout=10)[group].result(15)
+    except KafkaException:
+        return None  # coordinator not ready yet: ask again
+    if desc.state != ConsumerGroupState.STABLE or not desc.members:
+        return None
+    if any(m.assignment is None or not m.assignment.topic_partitions for m in desc.members):
+        return None
+    return len(desc.members)
+
+
+def wait_for_group(rt: RuntimeConfig, members: int, timeout_s: float = 120.0) -> None:
+    """Wait until the worker group is stable with ``members`` members, each with partitions."""
+    wait_until(f"a stable group of {members}", lambda: group_members(rt) == members, timeout_s)

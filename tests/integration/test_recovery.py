@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import signal
+import socket
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from config.runtime import RuntimeConfig
@@ -23,15 +26,33 @@ from quorum import run_backtest
 from streams.codecs import decode_signal
 from streams.redis_store import redis_client
 from streams.replay import replay
-from streams.services import ServiceConfig, down, up
 from tests.conftest import SAMPLE_FILES
+from tests.integration.conftest import (
+    drain,
+    log_counters,
+    log_text,
+    wait_for_group,
+    wait_for_log,
+    wait_until,
+)
 from tests.integration.test_worker import assert_same_signals, collect
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 SECRET = "recovery-test-secret-0123456789"
-DURABLE = ("--state", "redis", "--checkpoint-every", "1500", "--checkpoint-interval", "0.5")
+EVERY, INTERVAL_S = 200, 0.5  # the checkpoint cadence of these tests' workers
+DURABLE = (
+    "--state",
+    "redis",
+    "--checkpoint-every",
+    str(EVERY),
+    "--checkpoint-interval",
+    str(INTERVAL_S),
+)
+AGENTS = 4  # three stage agents and the voting agent share the held inputs
+SAVED = "first checkpoint since start or assignment saved"  # streams.checkpoint
+FENCED = "state written by another worker"  # streams.redis_store.StateFencedError
 
 
 @pytest.fixture
@@ -42,16 +63,18 @@ def pipeline(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("QUORUM_STATE_SECRET", SECRET)
     yield name
     client = redis_client(os.environ.get("QUORUM_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    keys = list(client.scan_iter(match=f"quorum:{name}:*"))
-    if keys:
-        client.delete(*keys)
+    with contextlib.suppress(redis.RedisError):  # a test's own Redis may be gone already
+        keys = list(client.scan_iter(match=f"quorum:{name}:*"))
+        if keys:
+            client.delete(*keys)
 
 
 class Watcher:
-    """Counts distinct signal ids on the topic, in the background."""
+    """Counts distinct signal ids on the topic, and each symbol's partition, in the background."""
 
     def __init__(self, rt: RuntimeConfig) -> None:
         self.ids: set[str] = set()
+        self.partition: dict[str, int] = {}  # symbol -> partition of its signals (= its ticks')
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(rt,), daemon=True)
         self._thread.start()
@@ -67,15 +90,14 @@ class Watcher:
             while not self._stop.is_set():
                 for msg in consumer.consume(500, 0.2):
                     if msg.error() is None:
-                        self.ids.add(decode_signal(msg.value() or b"").id)
+                        s = decode_signal(msg.value() or b"")
+                        self.ids.add(s.id)
+                        self.partition[s.symbol] = msg.partition() or 0
         finally:
             consumer.close()
 
     def wait_for(self, n: int, timeout_s: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while len(self.ids) < n:
-            assert time.monotonic() < deadline, f"only {len(self.ids)} of {n} signals arrived"
-            time.sleep(0.05)
+        wait_until(f"{n} signals (have {len(self.ids)})", lambda: len(self.ids) >= n, timeout_s)
 
     def stop(self) -> None:
         self._stop.set()
@@ -83,10 +105,10 @@ class Watcher:
 
 
 @contextlib.contextmanager
-def paced_replay(rt: RuntimeConfig) -> Iterator[Watcher]:
-    """The sample replayed at 20x in the background, with a watcher of the signals; on exit
-    the replay has ended (it is joined) and the watcher is stopped."""
-    feeder = threading.Thread(target=replay, args=(SAMPLE_FILES, rt), kwargs={"speed": 20.0})
+def paced_replay(rt: RuntimeConfig, speed: float = 20.0) -> Iterator[Watcher]:
+    """The sample replayed at ``speed`` x in the background, with a watcher of the signals; on
+    exit the replay has ended (it is joined) and the watcher is stopped."""
+    feeder = threading.Thread(target=replay, args=(SAMPLE_FILES, rt), kwargs={"speed": speed})
     feeder.start()
     watcher = Watcher(rt)
     try:
@@ -96,83 +118,259 @@ def paced_replay(rt: RuntimeConfig) -> Iterator[Watcher]:
         watcher.stop()
 
 
-def two_workers(start_worker: StartWorker) -> tuple[subprocess.Popen[bytes], ...]:
-    workers = start_worker(*DURABLE), start_worker(*DURABLE)
-    time.sleep(8)  # both joined: the six partitions are split between them
+def two_workers(
+    rt: RuntimeConfig, start_worker: StartWorker, *args: str
+) -> tuple[subprocess.Popen[bytes], ...]:
+    workers = start_worker(*args), start_worker(*args)
+    wait_for_group(rt, members=2)  # both joined: the six partitions are split between them
     return workers
 
 
+def copies(rt: RuntimeConfig) -> dict[str, list[bytes]]:
+    """Every copy of every signal on the topic, by id, as the bytes that were published."""
+    out: dict[str, list[bytes]] = {}
+    for _, _, value in drain(rt, rt.topic("signals"), timeout=60):
+        out.setdefault(decode_signal(value).id, []).append(value)
+    return out
+
+
 def test_sigkill_three_times_loses_and_repeats_nothing(
-    rt: RuntimeConfig, start_worker: StartWorker, pipeline: str
+    rt: RuntimeConfig, start_worker: StartWorker, pipeline: str, tmp_path: Path
 ) -> None:
+    """Catches: acks released before state is saved (signals lost after a kill), state not
+    loaded on restart (signals differ), re-delivered inputs learned twice (signals differ, and
+    skipped stays 0), checkpoints that never happen or cover less than they ack (repeats beyond
+    one checkpoint's worth), and non-deterministic re-emission (copies differ by content)."""
     expected = run_backtest(SAMPLE_FILES).signals
     replay(SAMPLE_FILES, rt, speed=None)
     watcher = Watcher(rt)
+    kills = (700, 1900, 3100)
     try:
-        for kill_after in (700, 1900, 3100):
+        for n, kill_after in enumerate(kills):
             worker = start_worker(*DURABLE)
             watcher.wait_for(kill_after)
+            wait_for_log(tmp_path / f"worker{n}.log", SAVED)  # it did checkpoint before dying
             worker.send_signal(signal.SIGKILL)
             worker.wait(timeout=10)
-        start_worker(*DURABLE)
+        last = start_worker(*DURABLE)
         got = collect(rt, len(expected))
     finally:
         watcher.stop()
     assert_same_signals(got, expected)
+    last.send_signal(signal.SIGTERM)
+    assert last.wait(timeout=60) == 0
+
+    for n in range(len(kills) + 1):
+        counters = log_counters(tmp_path / f"worker{n}.log")
+        assert any(c["checkpoints_ok"] >= 1 for c in counters), f"worker{n}: no checkpoint"
+        if n > 0:  # every restarted worker loaded the state its predecessor saved
+            assert any(c["state_keys_loaded"] > 0 for c in counters), f"worker{n}: none loaded"
+    final = log_counters(tmp_path / f"worker{len(kills)}.log")[-1]  # the shutdown line
+    assert final["skipped"] > 0, "no re-delivered input was skipped"
+    assert final["checkpoints_failed"] == 0
+
+    # What may repeat after a kill is what its last checkpoint did not cover: fewer than EVERY
+    # held inputs before the batch that made one due, plus one batch (<= EVERY inputs) from
+    # each agent before it got the gate. Each repeated signal needs at least one re-processed
+    # input, so at most EVERY * (1 + AGENTS) repeats per kill. A worker that never saved (or
+    # acked nothing) would repeat everything before each kill: >= sum(kills) = 5700 > 3000.
+    bound = len(kills) * EVERY * (1 + AGENTS)
+    assert bound < sum(kills)
+    published = copies(rt)
+    assert published.keys() == got.keys()
+    repeats = sum(len(c) - 1 for c in published.values())
+    print(f"{repeats} repeated copies of {len(published)} signals (bound {bound})")
+    assert repeats <= bound
+    differ = [sid for sid, c in published.items() if len(set(c)) > 1]
+    assert not differ, f"{len(differ)} signals were re-published with other content"
 
 
 def test_two_workers_share_partitions_and_one_stops(
     rt: RuntimeConfig, start_worker: StartWorker, pipeline: str
 ) -> None:
+    """Catches: a graceful hand-over (revocation) that loses or repeats learning."""
     expected = run_backtest(SAMPLE_FILES).signals
-    first, second = two_workers(start_worker)
+    first, second = two_workers(rt, start_worker, *DURABLE)
     with paced_replay(rt) as watcher:
         watcher.wait_for(1500)
         second.send_signal(signal.SIGTERM)  # graceful: checkpoint, hand over the partitions
-        second.wait(timeout=60)
+        assert second.wait(timeout=60) == 0
     got = collect(rt, len(expected))
     assert first.poll() is None
     assert_same_signals(got, expected)
+
+
+_ASSIGNED = re.compile(r"assigned partitions: (.*)")
+
+
+def _ticks_partitions(log: str, ticks_topic: str) -> set[int]:
+    """The ticks partitions of a worker's latest assignment (from its log)."""
+    lines = _ASSIGNED.findall(log)
+    if not lines:
+        return set()
+    for part in lines[-1].split("; "):
+        topic, _, parts = part.partition(" ")
+        if topic == ticks_topic:
+            return {int(p) for p in parts.strip("[]").split(",") if p.strip()}
+    return set()
 
 
 def test_a_stalled_worker_is_fenced_off_and_changes_nothing(
     rt: RuntimeConfig, start_worker: StartWorker, pipeline: str, tmp_path: Path
 ) -> None:
     """A worker frozen past its session loses its partitions without noticing; when it wakes
-    it must not overwrite its successor's state: it is fenced off (exit 3) or told of the
-    rebalance first. Either way, the signals stay the backtest's."""
+    it must not overwrite its successor's state: it is fenced off and exits 3, and the signals
+    stay the backtest's. Catches: a missing or broken fence (the zombie's save overwrites the
+    successor's newer state, or it goes on acking), and a fenced worker that carries on."""
     expected = run_backtest(SAMPLE_FILES).signals
-    first, second = two_workers(start_worker)
-    with paced_replay(rt) as watcher:
-        watcher.wait_for(1000)
-        second.send_signal(signal.SIGSTOP)  # frozen: no heartbeats, no checkpoints
-        time.sleep(16)  # > the 10 s session: the first worker takes every partition
-        second.send_signal(signal.SIGCONT)
-    if first.poll() is not None:  # the first one was the fenced one: keep one running
-        start_worker(*DURABLE)
+    # rare checkpoints: the frozen worker surely holds unsaved inputs when it wakes
+    slow = ("--state", "redis", "--checkpoint-every", "1000000", "--checkpoint-interval", "5")
+    workers = two_workers(rt, start_worker, *slow)
+    logs = [tmp_path / f"worker{n}.log" for n in (0, 1)]
+    with paced_replay(rt, speed=4.0) as watcher:  # ~30 s of ticks: data flows all along
+        watcher.wait_for(300)
+        wait_until("BTCUSDT's partition", lambda: "BTCUSDT" in watcher.partition)
+        btc = watcher.partition["BTCUSDT"]
+        owner = [btc in _ticks_partitions(log_text(p), rt.topic("ticks")) for p in logs]
+        assert owner.count(True) == 1, owner
+        z = owner.index(True)  # the zombie-to-be owns BTCUSDT: it has state to write
+        zombie, successor, successor_log = workers[z], workers[1 - z], logs[1 - z]
+        saved_before = log_text(successor_log).count(SAVED)
+        zombie.send_signal(signal.SIGSTOP)  # frozen: no heartbeats, no checkpoints
+        try:
+            wait_for_group(rt, members=1)  # its session expired: the successor has it all
+            wait_until(
+                "the successor to own every partition",
+                lambda: (
+                    len(_ticks_partitions(log_text(successor_log), rt.topic("ticks")))
+                    == rt.topics.partitions
+                ),
+            )
+            wait_for_log(successor_log, SAVED, count=saved_before + 1)  # it saved since
+        finally:
+            zombie.send_signal(signal.SIGCONT)
+        assert zombie.wait(timeout=120) == 3
+    assert successor.poll() is None
+    zombie_log = log_text(logs[z])
+    assert FENCED in zombie_log and "exit 3" in zombie_log
+    assert FENCED not in log_text(successor_log)
     got = collect(rt, len(expected))
     assert_same_signals(got, expected)
-    logs = "".join((tmp_path / f"worker{n}.log").read_text() for n in (0, 1))
-    exited_fenced = 3 in (first.poll(), second.poll())
-    assert exited_fenced == ("state written by another worker" in logs)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class OwnRedis:
+    """A redis-server of the test's own (own port, PID and directory), persisted with an
+    append-only file so a stop and start keeps its data, like a real outage of a server."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server not found")
+        args = ["--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.dir)]
+        args += ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
+        self.proc = subprocess.Popen(
+            [binary, *args],
+            stdout=(self.dir / "redis.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ),
+        )
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+        wait_until("redis-server to answer", lambda: self._pings(client), 30)
+
+    @staticmethod
+    def _pings(client: redis.Redis) -> bool:
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM: Redis flushes its append-only file and exits; its clients see it gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipeline: str) -> Iterator[OwnRedis]:
+    """The workers of this test use a Redis nobody else uses: stopping it is a real outage."""
+    server = OwnRedis(tmp_path / "redis")
+    server.start()
+    monkeypatch.setenv("QUORUM_REDIS_URL", server.url)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _failed_checkpoints(log: Path) -> int:
+    return len(re.findall(r"checkpoint \(\w+\) failed", log_text(log)))
 
 
 def test_redis_outage_mid_stream_changes_nothing(
-    rt: RuntimeConfig, start_worker: StartWorker, pipeline: str
+    rt: RuntimeConfig, start_worker: StartWorker, own_redis: OwnRedis, tmp_path: Path
 ) -> None:
+    """Catches: acks released by failed checkpoints, a worker that dies or stalls for good
+    when Redis goes away, and one that does not resume checkpointing when it is back."""
     expected = run_backtest(SAMPLE_FILES).signals
-    start_worker(*DURABLE)
-    services = ServiceConfig.from_env()
-    try:
-        with paced_replay(rt) as watcher:
-            watcher.wait_for(1000)
-            down(services, services=("redis",))
-            time.sleep(4)
-            up(services, services=("redis",))
-        got = collect(rt, len(expected))
-    finally:
-        up(services, services=("redis",))
+    worker = start_worker(*DURABLE)
+    log = tmp_path / "worker0.log"
+    with paced_replay(rt) as watcher:
+        watcher.wait_for(1000)
+        wait_for_log(log, SAVED)
+        own_redis.stop()
+        wait_until("two failed checkpoints", lambda: _failed_checkpoints(log) >= 2)
+        own_redis.start()
+    wait_for_log(log, "succeeded again")
+    got = collect(rt, len(expected))
+    assert worker.poll() is None
     assert_same_signals(got, expected)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
+    final = log_counters(log)[-1]
+    assert final["checkpoints_failed"] >= 2 and final["checkpoints_ok"] >= 2
+
+
+def test_a_worker_killed_during_a_redis_outage_loses_nothing(
+    rt: RuntimeConfig, start_worker: StartWorker, own_redis: OwnRedis, tmp_path: Path
+) -> None:
+    """SIGKILL while Redis is down: whatever was processed after the last good checkpoint was
+    never acknowledged, so the restarted worker gets it again. Catches: acks (offset commits)
+    released when a save failed — those inputs would be lost and signals missing or wrong."""
+    expected = run_backtest(SAMPLE_FILES).signals
+    first = start_worker(*DURABLE)
+    log = tmp_path / "worker0.log"
+    with paced_replay(rt) as watcher:
+        watcher.wait_for(1000)
+        wait_for_log(log, SAVED)
+        own_redis.stop()
+        n = _failed_checkpoints(log)
+        wait_until("two failed checkpoints", lambda: _failed_checkpoints(log) >= n + 2)
+        # and a few more seconds of processing with nothing saved: offsets would be committed
+        # by now (Faust commits every 2.8 s) if failed checkpoints released acks
+        wait_until("more failures", lambda: _failed_checkpoints(log) >= n + 4)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    own_redis.start()
+    start_worker(*DURABLE)
+    got = collect(rt, len(expected))
+    assert_same_signals(got, expected)
+    restarted = log_counters(tmp_path / "worker1.log")
+    assert any(c["state_keys_loaded"] > 0 for c in restarted)
 
 
 def test_tampered_state_is_refused_by_the_worker(

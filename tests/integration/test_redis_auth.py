@@ -25,7 +25,7 @@ from streams.readers import read_ticks
 from streams.redis_store import RedisStateStore, redis_client
 from tests.conftest import SAMPLE_FILES
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 PASSWORD = "auth-test-pw-" + uuid.uuid4().hex[:8]
 SECRET = "auth-test-state-secret-0123456789"

@@ -18,7 +18,7 @@ from streams.records import Signal, Tick
 from streams.redis_store import RedisStateStore, StateFencedError, redis_client
 from tests.conftest import SAMPLE_FILES
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 SECRET = b"integration-test-secret-0123456789"
 URL = os.environ.get("QUORUM_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -23,7 +23,7 @@ from streams.signal_consumer import ConsumerStats, iter_signals
 from tests.conftest import SAMPLE_FILES
 from tests.integration.conftest import drain as _drain
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 S = 1_000_000_000
 T0 = 1_723_161_255_000_000_000

@@ -8,8 +8,9 @@ import uuid
 import pytest
 
 from streams.services import ServiceConfig
+from streams.topics import retryable, wait_ready
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
 def test_kafka_topic_produce_consume(services: ServiceConfig) -> None:
@@ -25,6 +26,9 @@ def test_kafka_topic_produce_consume(services: ServiceConfig) -> None:
         timeout=30
     )
     try:
+        # creation returns before the broker serves the topic: producing or subscribing now
+        # may fail with UNKNOWN_TOPIC_OR_PART (it did once on a fresh clone)
+        wait_ready(admin, {topic: 3}, timeout=30)
         metadata = admin.list_topics(topic=topic, timeout=10)
         assert len(metadata.topics[topic].partitions) == 3
 
@@ -58,8 +62,8 @@ def test_kafka_topic_produce_consume(services: ServiceConfig) -> None:
             deadline = time.monotonic() + 60
             while message is None and time.monotonic() < deadline:
                 polled = consumer.poll(1.0)
-                if polled is None:
-                    continue
+                if polled is None or (polled.error() is not None and retryable(polled.error())):
+                    continue  # a subscription racing the topic's metadata: ask again
                 assert polled.error() is None, polled.error()
                 message = polled
         finally:

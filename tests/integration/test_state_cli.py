@@ -21,7 +21,7 @@ from streams.readers import read_ticks
 from streams.redis_store import RedisStateStore, redis_client
 from tests.conftest import SAMPLE_FILES
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 SECRET = "state-cli-test-secret-0123456789"
 URL = os.environ.get("QUORUM_REDIS_URL", "redis://127.0.0.1:6379/0")

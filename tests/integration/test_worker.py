@@ -4,6 +4,8 @@ signals the embedded backtest gives; bad ticks go to the dead-letter topic and d
 
 from __future__ import annotations
 
+import collections
+import os
 import subprocess
 import sys
 import time
@@ -24,7 +26,9 @@ from streams.signal_consumer import iter_signals
 from tests.conftest import SAMPLE_FILES
 from tests.integration.conftest import ROOT, drain
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+FULL_SAMPLE = sorted((ROOT / "data" / "binance" / "spot").glob("*.gz"))
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 
@@ -78,13 +82,33 @@ def test_kafka_worker_matches_the_embedded_backtest(
     late = subprocess.run(
         [sys.executable, "-m", "quorum.cli", "signals", "--from-beginning", "--timeout", "5"],
         cwd=ROOT,
-        env={"QUORUM_TOPIC_PREFIX": rt.topics.prefix, "PATH": "/usr/bin:/bin"},
+        env={**os.environ, "QUORUM_TOPIC_PREFIX": rt.topics.prefix},
         capture_output=True,
         check=True,
         timeout=120,
     )
     ids = {orjson.loads(line)["id"] for line in late.stdout.splitlines() if line.strip()}
     assert ids == {s.id for s in expected}
+
+
+@pytest.mark.timeout(900)
+def test_the_full_sample_through_kafka_gives_the_backtests_buy_and_sell_signals(
+    rt: RuntimeConfig, start_worker: StartWorker
+) -> None:
+    """The fixtures' heads only give HOLD: this is the run where actions, thresholds and the
+    voter's learned weights matter. Catches: any difference between the Kafka driver and the
+    embedded pipeline (ordering, join, voter state) that only shows once signals trade."""
+    assert len(FULL_SAMPLE) == 4, FULL_SAMPLE
+    expected = run_backtest(FULL_SAMPLE).signals
+    actions = collections.Counter(s.action.value for s in expected)
+    assert actions["BUY"] > 0 and actions["SELL"] > 0, actions
+    worker = start_worker()
+    summary = replay(FULL_SAMPLE, rt, speed=None)  # quorum replay --speed max
+    assert summary.sent == sum(1 for _ in read_ticks(FULL_SAMPLE))
+    got = collect(rt, len(expected), timeout_s=780.0)
+    assert worker.poll() is None, "the worker is still running"
+    assert collections.Counter(s.action.value for s in got.values()) == actions
+    assert_same_signals(got, expected)
 
 
 def test_bad_ticks_are_dead_lettered_and_good_ones_still_signal(
