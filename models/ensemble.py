@@ -39,11 +39,17 @@ class HedgeWeights:
         return cls(learning_rate, share, {name: 1.0 / n for name in names})
 
     def combine(self, probs: Mapping[str, float]) -> float:
-        """Weighted mean of the members that voted, renormalised over them."""
+        """Weighted mean of the members that voted, renormalised over them.
+
+        Summed in member (config) order whatever order the votes came in: float addition is
+        not associative, and the same votes must give the same bits.
+        """
         total = 0.0
         acc = 0.0
-        for name, p in probs.items():
-            w = self.weights[name]
+        for name, w in self.weights.items():
+            p = probs.get(name)
+            if p is None:
+                continue
             total += w
             acc += w * p
         return acc / total if total > 0.0 else 0.5
