@@ -132,6 +132,8 @@ class Row:
     quorum: QuorumRun
     baseline: BaselineResult
     quorum_one_process: QuorumRun
+    # per run, in run order: (quorum / baseline, quorum one-process / baseline) events/s
+    run_ratios: list[tuple[float, float]] = field(default_factory=list)
 
 
 def bench(dataset: str, paths: Sequence[Path], repeat: int) -> Row:
@@ -141,6 +143,7 @@ def bench(dataset: str, paths: Sequence[Path], repeat: int) -> Row:
     best_q: QuorumRun | None = None
     best_q1: QuorumRun | None = None
     best_b: BaselineResult | None = None
+    ratios: list[tuple[float, float]] = []
     for i in range(repeat):
         print(f"[{dataset}] run {i + 1}/{repeat}: quorum ...", flush=True)
         q = run_quorum(paths)
@@ -152,6 +155,14 @@ def bench(dataset: str, paths: Sequence[Path], repeat: int) -> Row:
         print(f"[{dataset}]   baseline {b.events:,} events in {b.elapsed_s:.1f} s", flush=True)
         q1 = run_quorum(paths, prefetch=False)
         print(f"[{dataset}]   quorum in one process: {q1.elapsed_s:.1f} s", flush=True)
+        if b.events_per_s:
+            ratios.append((q.events_per_s / b.events_per_s, q1.events_per_s / b.events_per_s))
+            print(
+                f"[{dataset}]   this run: quorum {q.events_per_s:,.0f} ev/s, one process "
+                f"{q1.events_per_s:,.0f}, baseline {b.events_per_s:,.0f}: ratios "
+                f"{ratios[-1][0]:.2f} / {ratios[-1][1]:.2f} (1-proc)",
+                flush=True,
+            )
         if best_q is None or q.elapsed_s < best_q.elapsed_s:
             best_q = q
         if best_q1 is None or q1.elapsed_s < best_q1.elapsed_s:
@@ -159,12 +170,17 @@ def bench(dataset: str, paths: Sequence[Path], repeat: int) -> Row:
         if best_b is None or b.elapsed_s < best_b.elapsed_s:
             best_b = b
     assert best_q is not None and best_b is not None and best_q1 is not None
-    return Row(dataset, best_q, best_b, best_q1)
+    return Row(dataset, best_q, best_b, best_q1, ratios)
 
 
 def _ll(score: dict[str, Any]) -> str:
     v = score.get("log_loss")
     return "-" if v is None else f"{v:.4f}"
+
+
+def _acc(score: dict[str, Any]) -> str:
+    v = score.get("accuracy")
+    return "-" if v is None else f"{100 * v:.2f}%"
 
 
 def _mb(kb: int) -> str:
@@ -174,7 +190,11 @@ def _mb(kb: int) -> str:
 def print_table(rows: Sequence[Row], repeat: int) -> None:
     print()
     print(f"machine: {machine()}")
-    print(f"best of {repeat} run(s) each; log-loss of a coin = 0.6931")
+    print(
+        f"best of {repeat} run(s) each; ratio = quorum as shipped (prefetch: input parsed in a "
+        "child process) / baseline, 1-proc = quorum all in one process / baseline (like for "
+        "like); a coin scores log-loss 0.6931, accuracy 50%"
+    )
     head = (
         "dataset",
         "events",
@@ -183,6 +203,8 @@ def print_table(rows: Sequence[Row], repeat: int) -> None:
         "ratio q/b",
         "q 1-proc ev/s",
         "ratio 1-proc",
+        "quorum acc",
+        "baseline acc",
         "quorum ll",
         "baseline ll",
         "q scored",
@@ -203,6 +225,8 @@ def print_table(rows: Sequence[Row], repeat: int) -> None:
                 f"{ratio:.2f}",
                 f"{q1.events_per_s:,.0f}",
                 f"{ratio1:.2f}",
+                _acc(q.ensemble),
+                _acc(b.score),
                 _ll(q.ensemble),
                 _ll(b.score),
                 f"{q.ensemble.get('n_scored', 0):,}",
@@ -223,6 +247,11 @@ def print_table(rows: Sequence[Row], repeat: int) -> None:
                 for i, (c, w) in enumerate(zip(line, widths, strict=True))
             )
         )
+    print()
+    print("ratios per run (same run, side by side: quorum / baseline, one-process / baseline)")
+    for r in rows:
+        per_run = ", ".join(f"{a:.2f} / {b:.2f}" for a, b in r.run_ratios) or "-"
+        print(f"  {r.dataset}: {per_run}")
     print()
     print("quorum resident memory (MB): start, at 10% / 50% / 100% of events; peak growth")
     for r in rows:

@@ -192,6 +192,12 @@ def print_checkpoint(r: CheckpointResult) -> None:
         f"  on vs off, paired median {statistics.median(slower):+.1f}% slower "
         f"(pairs from {min(slower):+.1f}% to {max(slower):+.1f}%)"
     )
+    extra = statistics.median(b - a for a, b in zip(r.off_s, r.on_s, strict=True))
+    inside = sum(r.ms) / 1e3 / len(r.on_s)
+    print(
+        f"  time              a checkpointed run takes {extra:+.2f} s more (paired median), of "
+        f"which {inside:.2f} s inside checkpoint() calls"
+    )
 
 
 # ---------------------------------------------------------------------------------------------

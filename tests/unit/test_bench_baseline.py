@@ -96,3 +96,39 @@ def test_synthetic_is_deterministic_and_readable(tmp_path: Path) -> None:
     trades = sum(isinstance(t, Trade) for t in ticks)
     assert 0.1 < trades / len(ticks) < 0.3
     assert len({t.symbol for t in ticks}) == 5
+
+
+def test_backtest_table_shows_both_ratios_and_both_accuracies(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Catches: the one-process ratio or either side's accuracy dropped from the printed table,
+    # or a ratio computed against the wrong run.
+    from bench.baseline import BaselineResult
+    from bench.bench_backtest import QuorumRun, Row, print_table
+
+    def q(ev_s: float) -> QuorumRun:
+        score = {"n_scored": 900, "accuracy": 0.5812, "log_loss": 0.6822, "brier": 0.2446}
+        return QuorumRun(1000, 1000 / ev_s, ev_s, score, 100_000, [(1000, 100_000)])
+
+    base = BaselineResult(
+        1000, 200, 0.1, 10_000.0, {"n_scored": 800, "accuracy": 0.4975, "log_loss": 0.7298}
+    )
+    print_table([Row("x", q(20_000.0), base, q(15_000.0), [(2.0, 1.5)])], 1)
+    out = capsys.readouterr().out
+    header, line = (ln.split() for ln in out.splitlines()[3:5])
+    assert header[:1] == ["dataset"] and "acc" in header and "1-proc" in header
+    assert line[1:] == ["1,000", "20,000", "10,000", "2.00", "15,000", "1.50", "58.12%",
+                        "49.75%", "0.6822", "0.7298", "900", "800"]  # fmt: skip
+    assert "2.00 / 1.50" in out
+
+
+def test_latency_stamp_resolution_is_measured_and_printed() -> None:
+    # Catches: the latency report losing its stamping resolution, or a clock step of 0 / junk.
+    from bench.bench_kafka import StampResolution, clock_step_ns
+
+    step = clock_step_ns(10_000)
+    assert 0 < step < 1_000_000  # perf_counter_ns advances in well under a millisecond
+    r = StampResolution(10.0, [10.1, 10.2, 12.5], [40.0, 60.0, 300.0], "clk", 1.0, step)
+    text = "\n".join(r.summary())
+    assert "poll(10 ms)" in text and "max 12.50 ms" in text and "overrun 2.50 ms" in text
+    assert "max 300 us" in text and f"smallest step measured {step} ns" in text
