@@ -278,6 +278,16 @@ def _report(
             "flat": sum(st.flats for st in voter_states.values()),
             "unresolved_at_end": labels_pending,
         },
+        # what the bounded buffers had to drop (oldest first): pending labels per stage
+        # (stages.<name>.max_pending, per symbol) and the voter's pending outcomes
+        # (voting.max_pending, per symbol); 0 unless a bound was hit
+        "dropped": {
+            "labels": {
+                stage.name: sum(stage.state(sym).labeler.dropped for sym in voter_states)
+                for stage in pipeline.stages
+            },
+            "voter_pending": sum(st.dropped for st in voter_states.values()),
+        },
         "per_symbol": {
             sym: {
                 "events": s["events"],
