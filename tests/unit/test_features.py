@@ -143,6 +143,15 @@ def test_momentum_returns_are_measured_from_now_not_from_the_last_price_change()
     assert f["ret_30s"] == approx((102 / 98 - 1) * 1e4)
 
 
+def test_momentum_return_horizon_boundary_is_inclusive() -> None:
+    # mid 100 @ 10 s, 101 @ 11 s; a trade at 12 s: the mid in force at 12 s - 1 s = 11 s is the
+    # one set at 11 s (101), so ret_1s = 0; ret_5s reaches back to the base: +100 bps
+    m = run(Momentum(), [q(10.0, 99.5, 100.5), q(11.0, 100.5, 101.5), tr(12.0, 101.0)])
+    f = m.features(RET_NAMES)
+    assert f["ret_1s"] == 0.0
+    assert f["ret_5s"] == approx((101 / 100 - 1) * 1e4)
+
+
 def test_momentum_reference_is_the_last_trade_until_a_quote_is_known() -> None:
     m = run(Momentum(), [tr(10.0, 200.0), tr(10.5, 202.0)])
     # ref 200 @ 10 s, 202 @ 10.5 s; no entry is 1 s old yet: the oldest one is the base
@@ -152,12 +161,13 @@ def test_momentum_reference_is_the_last_trade_until_a_quote_is_known() -> None:
 # --- Momentum: EWMAs --------------------------------------------------------------------------
 
 # reference: 100 (trade) @ 100 s, 110 (trade) @ 102 s, then a quote mid 110 @ 102.5 s, then a
-# trade at 111 @ 103 s that leaves the reference at the mid, 110.
+# trade at 111 @ 104 s that leaves the reference at the mid, 110. Three steps over 4 s: a
+# tick-count decay cannot match event time here.
 EWMA_STREAM: list[Tick] = [
     tr(100.0, 100.0, 1.0, "buy"),
     tr(102.0, 110.0, 1.0, "buy"),
     q(102.5, 109.5, 110.5),
-    tr(103.0, 111.0, 1.0, "buy"),
+    tr(104.0, 111.0, 1.0, "buy"),
 ]
 
 
@@ -165,17 +175,17 @@ def test_momentum_ewmas_on_event_time_with_taus_1_5_30() -> None:
     f = run(Momentum(), EWMA_STREAM).features(Momentum.FEATURES)
     # every EWMA starts at the first reference (100); each tick moves it by
     # (1 - e^(-gap/tau)) towards the reference after the tick. The reference is 110 from 102 s
-    # on, so after gaps of 2 s, 0.5 s and 0.5 s, e_tau = 110 - 10 e^(-3/tau):
-    #   e1  = 110 - 10 e^-3    = 109.50213
-    #   e5  = 110 - 10 e^-0.6  = 104.51188
-    #   e30 = 110 - 10 e^-0.1  = 100.95163
-    e1, e5, e30 = 110 - 10 * exp(-3.0), 110 - 10 * exp(-0.6), 110 - 10 * exp(-0.1)
-    assert f["ewma_1s_5s"] == approx((e1 - e5) / 110 * 1e4)  # +453.66
-    assert f["ewma_5s_30s"] == approx((e5 - e30) / 110 * 1e4)  # +323.66
-    assert f["dev_ewma_5s"] == approx((110 - e5) / 110 * 1e4)  # +498.92
-    assert f["ewma_1s_5s"] == approx(10 * (exp(-0.6) - exp(-3.0)) / 110 * 1e4)
-    assert f["ewma_5s_30s"] == approx(10 * (exp(-0.1) - exp(-0.6)) / 110 * 1e4)
-    assert f["dev_ewma_5s"] == approx(10 * exp(-0.6) / 110 * 1e4)
+    # on, so after gaps of 2 s, 0.5 s and 1.5 s, e_tau = 110 - 10 e^(-4/tau):
+    #   e1  = 110 - 10 e^-4      = 109.81684
+    #   e5  = 110 - 10 e^-0.8    = 105.50671
+    #   e30 = 110 - 10 e^(-4/30) = 101.24827
+    e1, e5, e30 = 110 - 10 * exp(-4.0), 110 - 10 * exp(-0.8), 110 - 10 * exp(-4 / 30)
+    assert f["ewma_1s_5s"] == approx((e1 - e5) / 110 * 1e4)  # +391.83
+    assert f["ewma_5s_30s"] == approx((e5 - e30) / 110 * 1e4)  # +387.13
+    assert f["dev_ewma_5s"] == approx((110 - e5) / 110 * 1e4)  # +408.48
+    assert f["ewma_1s_5s"] == approx(10 * (exp(-0.8) - exp(-4.0)) / 110 * 1e4)
+    assert f["ewma_5s_30s"] == approx(10 * (exp(-4 / 30) - exp(-0.8)) / 110 * 1e4)
+    assert f["dev_ewma_5s"] == approx(10 * exp(-0.8) / 110 * 1e4)
 
 
 def test_momentum_ewma_after_a_fall_is_negative() -> None:
@@ -268,6 +278,19 @@ def test_volatility_decays_to_the_current_tick_and_ignores_quotes_for_intensity(
     assert Z4 < 0
 
 
+def test_volatility_read_at_a_quote_decays_the_trade_count_to_now() -> None:
+    # with `trigger: [quote]` features are read at quotes: 1.5 s after the last trade (T3) the
+    # counts have decayed by e^(-1.5/tau); the quote moved the reference (R4) just now
+    f = run(Volatility(), [*VOL_HEAD, VOL_TAIL[0]]).features(Volatility.FEATURES)
+    n10 = ((exp(-2 / 10) + 1) * exp(-1 / 10) + 1) * exp(-1.5 / 10)
+    n60 = ((exp(-2 / 60) + 1) * exp(-1 / 60) + 1) * exp(-1.5 / 60)
+    assert f["intensity_10s"] == approx(n10 / 10)
+    assert f["intensity_ratio"] == approx((n10 / 10) / (n60 / 60))
+    var10 = (R2**2 * exp(-1 / 10) + R3**2) * exp(-1.5 / 10) + R4**2
+    assert f["rv_10s"] == approx(sqrt(var10 / 10))
+    assert f["volume_z"] == approx(Z3)  # the last trade's surprise until the next trade
+
+
 def test_volatility_defaults_before_any_move() -> None:
     f = run(Volatility(), [tr(1.0, 100.0, 1.0, "buy")]).features(Volatility.FEATURES)
     assert f["rv_10s"] == 0.0 and f["rv_60s"] == 0.0 and f["rv_ratio"] == 1.0
@@ -309,11 +332,11 @@ def test_stage_features_for_a_trigger_exclude_its_successor(name: str) -> None:
 def test_stage_feeds_hand_computed_momentum_features() -> None:
     sc = next(s for s in CFG.stages if s.extractor == "momentum")
     stage = Stage(sc, CFG)
-    for t in [*EWMA_STREAM, q(103.5, 119.5, 120.5)]:  # successor: the mid jumps to 120
+    for t in [*EWMA_STREAM, q(104.5, 119.5, 120.5)]:  # successor: the mid jumps to 120
         stage.process(t)
     (pending,) = [p for p in stage.state(SYM).labeler.pending if p.seq == len(EWMA_STREAM)]
     x = pending.payload[0]
-    e1, e5, e30 = 110 - 10 * exp(-3.0), 110 - 10 * exp(-0.6), 110 - 10 * exp(-0.1)
+    e1, e5, e30 = 110 - 10 * exp(-4.0), 110 - 10 * exp(-0.8), 110 - 10 * exp(-4 / 30)
     assert x["ewma_1s_5s"] == approx((e1 - e5) / 110 * 1e4)
     assert x["ewma_5s_30s"] == approx((e5 - e30) / 110 * 1e4)
     assert x["dev_ewma_5s"] == approx((110 - e5) / 110 * 1e4)
