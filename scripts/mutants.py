@@ -99,20 +99,20 @@ MUTANTS = [
     Mutant(
         "infinite prices accepted",
         "streams/validation.py",
-        "if not 0.0 < tick.price < _INF:",
-        "if not 0.0 < tick.price:",
+        "if not PRICE_MIN <= tick.price <= PRICE_MAX:",
+        "if not PRICE_MIN <= tick.price:",
     ),
     Mutant(
         "infinite sizes accepted",
         "streams/validation.py",
-        "if not 0.0 < tick.size < _INF:",
+        "if not 0.0 < tick.size <= SIZE_MAX:",
         "if not 0.0 < tick.size:",
     ),
     Mutant(
         "negative or NaN quote sizes accepted",
         "streams/validation.py",
-        "if not 0.0 <= tick.bid_size < _INF:",
-        "if tick.bid_size == _INF:",
+        "if not 0.0 <= tick.bid_size <= SIZE_MAX:",
+        "if tick.bid_size > SIZE_MAX:",
     ),
     Mutant(
         "locked quotes accepted",
