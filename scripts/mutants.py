@@ -63,8 +63,8 @@ MUTANTS = [
     Mutant(
         "voter ignores its learned weights (a plain mean)",
         "models/ensemble.py",
-        "            w = self.weights[name]\n",
-        "            w = 1.0\n",
+        "            total += w\n            acc += w * p\n",
+        "            total += 1.0\n            acc += p\n",
     ),
     Mutant(
         "calibration silently bypassed",
@@ -129,8 +129,8 @@ MUTANTS = [
     Mutant(
         "iterating a set of stage names while summing",
         "models/ensemble.py",
-        "        for name, p in probs.items():\n",
-        "        for name, p in [(n, probs[n]) for n in set(probs)]:\n",
+        "        for name, w in self.weights.items():\n",
+        "        for name, w in [(n, self.weights[n]) for n in set(self.weights)]:\n",
     ),
     Mutant(
         "report.html draws BUY markers at the SELL points",
