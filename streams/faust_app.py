@@ -13,7 +13,9 @@ input position it applied; a checkpoint (every N events or T seconds, on partiti
 and at shutdown) first flushes the producer, then writes all state in one transaction, and only
 then acknowledges the inputs it covers — so Kafka never commits an offset past saved state.
 After a crash, re-delivered inputs at or before a saved position are skipped, not learned
-twice; outputs after the last checkpoint may repeat, with the same deterministic ids.
+twice; outputs after the last checkpoint may repeat, with the same deterministic ids. That
+logic (held acks, cadence, backoff, fencing) is :class:`streams.checkpoint.Checkpointer`, which
+knows nothing of Faust, so it is unit-tested without a broker; this module wires it to Kafka.
 """
 
 from __future__ import annotations
