@@ -134,7 +134,8 @@ def _publish(rt: RuntimeConfig, messages: list[tuple[bytes, bytes]]) -> None:
 
 
 def test_signal_reader_dedups_filters_and_starts_where_asked(rt: RuntimeConfig) -> None:
-    sigs = [_signal(f"{i:032x}", sym, i) for i, sym in enumerate(["BTCUSDT", "ETHUSDT", "BTCUSDT"])]
+    syms = ["BTCUSDT", "ETHUSDT", "BTCUSDT"]
+    sigs = [_signal(f"{i:032x}", sym, i) for i, sym in enumerate(syms, start=1)]  # seq >= 1
     dup = sigs[0]  # a worker restart re-publishes the same id
     _publish(
         rt,
@@ -164,7 +165,7 @@ def test_signal_reader_dedups_filters_and_starts_where_asked(rt: RuntimeConfig) 
     btc = list(
         iter_signals(rt, from_beginning=True, follow=False, timeout_s=2.0, symbols=["btcusdt"])
     )
-    assert [s.seq for s in btc] == [0, 2]
+    assert [s.seq for s in btc] == [1, 3]
 
     # a reader from the latest offset sees only what is published after it joined
     stop = threading.Event()

@@ -117,9 +117,10 @@ def test_bad_ticks_are_dead_lettered_and_good_ones_still_signal(
     good = list(read_ticks([SAMPLE_FILES[0]]))[:3000]
     bad = [
         b"not json at all",
-        b'{"type":"trade","symbol":"BTCUSDT","ts":1,"price":-5,"size":1}',
-        b'{"type":"quote","symbol":"BTCUSDT","ts":2,"bid":10,"ask":9,"bid_size":1,"ask_size":1}',
-        b'{"type":"candle","symbol":"BTCUSDT","ts":3}',
+        b'{"type":"trade","symbol":"BTCUSDT","ts":1723161300000000000,"price":-5,"size":1}',
+        b'{"type":"quote","symbol":"BTCUSDT","ts":1723161300000000000,"bid":10,"ask":9,'
+        b'"bid_size":1,"ask_size":1}',
+        b'{"type":"candle","symbol":"BTCUSDT","ts":1723161300000000000}',
         b"\xff\xfe\x00binary",
     ]
     producer = Producer({**rt.librdkafka(), "partitioner": "murmur2_random"})
