@@ -42,7 +42,14 @@ from streams.checkpoint import Checkpointer, WorkerCounters
 from streams.codecs import DecodeError, decode_tick, decode_vote, encode_signal, encode_vote
 from streams.redis_store import RedisStateStore, StateFencedError
 
-__all__ = ["EXIT_FENCED", "WorkerCounters", "create_app", "dead_letter", "exit_fenced"]
+__all__ = [
+    "EXIT_FENCED",
+    "WorkerCounters",
+    "create_app",
+    "dead_letter",
+    "exit_fenced",
+    "seek_uncommitted_to_start",
+]
 
 log = logging.getLogger("quorum.worker")
 
@@ -358,7 +365,13 @@ def create_app(
                 # re-read everything not committed: inputs fetched but dropped around the
                 # rebalance come back, and those already applied are skipped by position
                 consumer: Any = app.consumer  # ConsumerT does not declare it; Consumer has it
-                await consumer.seek_to_committed()
+                seek_uncommitted_to_start(consumer)
+                committed = await consumer.seek_to_committed()
+                fresh = sorted(
+                    f"{tp.topic}[{tp.partition}]" for tp, o in committed.items() if not o
+                )
+                if fresh:
+                    log.info("no committed offset, reading from the start: %s", ", ".join(fresh))
 
         @app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def on_shutdown(sender: Any, **kwargs: Any) -> None:
@@ -385,6 +398,36 @@ def create_app(
         log.info("%s", counters.line())
 
     return app, counters
+
+
+def seek_uncommitted_to_start(consumer: Any) -> None:
+    """Make ``consumer.seek_to_committed`` also rewind the partitions without a committed offset.
+
+    Faust recovers from inputs it fetched but dropped around a rebalance by seeking back to
+    the committed offsets (our ``on_assigned``, its Recovery service, and its fetch loop when a
+    fetch returns while the flow is stopped all call ``seek_to_committed``). aiokafka skips the
+    partitions that have no committed offset (or offset 0), so for those the dropped inputs
+    were simply gone: a fetch that spans a rebalance returns records of the newly assigned
+    partitions (Faust's live set of active partitions is empty for a moment, which aiokafka
+    reads as "all"), Faust discards them, and the partition goes on after them. A successor
+    taking over a partition its dead owner never committed (it died in its first commit
+    interval) thus skipped every input between the saved state and that fetch: its stages'
+    sequence numbers no longer matched the backtest's. Seeking those partitions to the start
+    (the earliest offset: ``consumer_auto_offset_reset``) re-delivers them; what was applied
+    before the last checkpoint is skipped by position as usual."""
+    if getattr(consumer, "_quorum_seeks_uncommitted", False):
+        return
+    seek_to_committed = consumer.seek_to_committed
+
+    async def seek_to_committed_or_start() -> Any:
+        committed = await seek_to_committed()
+        uncommitted = {tp: 0 for tp, offset in committed.items() if not offset}
+        if uncommitted:
+            await consumer.seek_wait(uncommitted)
+        return committed
+
+    consumer.seek_to_committed = seek_to_committed_or_start
+    consumer._quorum_seeks_uncommitted = True
 
 
 class _NoStore:

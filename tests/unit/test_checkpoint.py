@@ -263,3 +263,36 @@ def test_nothing_is_acked_twice_over_many_checkpoints(every: int) -> None:
             run(cp.checkpoint("events"))
     run(cp.checkpoint("shutdown"))
     assert [e.acked for e in all_events] == [1] * 11
+
+
+class SeekingConsumer:
+    """Stands in for Faust's consumer: committed offsets as aiokafka reports them, and seeks."""
+
+    def __init__(self, committed: dict[str, int | None]) -> None:
+        self.committed = committed
+        self.seeks: list[dict[str, int]] = []
+        self.asked = 0
+
+    async def seek_to_committed(self) -> dict[str, int | None]:
+        self.asked += 1
+        return dict(self.committed)
+
+    async def seek_wait(self, partitions: dict[str, int]) -> None:
+        self.seeks.append(dict(partitions))
+
+
+def test_partitions_without_a_committed_offset_are_rewound_to_the_start() -> None:
+    # catches: aiokafka's seek_to_committed leaving an uncommitted partition where a fetch
+    # dropped around a rebalance left it (the successor skipped every tick its dead owner had
+    # not committed: thousands of signals with other sequence numbers)
+    from streams.faust_app import seek_uncommitted_to_start
+
+    consumer = SeekingConsumer({"ticks-0": None, "ticks-1": 1200, "votes-0": 0})
+    seek_uncommitted_to_start(consumer)
+    seek_uncommitted_to_start(consumer)  # installing twice must not wrap twice
+    assert run(consumer.seek_to_committed()) == {"ticks-0": None, "ticks-1": 1200, "votes-0": 0}
+    assert consumer.asked == 1
+    assert consumer.seeks == [{"ticks-0": 0, "votes-0": 0}]  # committed ones stay with Faust
+    consumer.committed = {"ticks-1": 1300}
+    run(consumer.seek_to_committed())
+    assert consumer.seeks == [{"ticks-0": 0, "votes-0": 0}]  # nothing to rewind: no seek
