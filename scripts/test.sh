@@ -17,7 +17,7 @@ echo "== lint and types"
 "$py" -m coverage erase
 
 echo "== unit tests (no services)"
-"$py" -m pytest tests/unit -q --cov --cov-report=
+"$py" -m pytest tests/unit -q -n 2 --cov --cov-report=  # two processes: coverage doubles the time
 
 echo "== integration tests (real Kafka and Redis on 127.0.0.1)"
 started=$("$py" -m streams.services status >/dev/null 2>&1 && echo no || echo yes)
