@@ -11,7 +11,7 @@ import math
 from collections import deque
 from typing import ClassVar
 
-from streams.records import Quote, Tick, Trade
+from models.records import Quote, Tick, Trade
 
 _NS = 1e9
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from models.records import Vote
 from models.state import MemoryStateStore, StateStore, state_key
-from streams.records import Vote
 
 JOIN = "join"
 

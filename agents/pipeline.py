@@ -9,8 +9,8 @@ from __future__ import annotations
 from agents.stage import Stage
 from agents.voting import Decision, Voter
 from config.settings import PipelineConfig
+from models.records import Tick
 from models.state import MemoryStateStore, StateStore
-from streams.records import Tick
 
 
 class Pipeline:

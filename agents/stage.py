@@ -15,8 +15,8 @@ from config.settings import PipelineConfig, StageConfig
 from models.calibration import PlattCalibrator
 from models.factory import build_model, model_id
 from models.labels import Labeler
+from models.records import Label, Outcome, Tick, Vote
 from models.state import MemoryStateStore, StateStore, state_key
-from streams.records import Label, Outcome, Tick, Vote
 
 
 class StageConfigError(ValueError):

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from config.settings import PipelineConfig
 from models.ensemble import HedgeWeights
+from models.records import Action, Label, Signal, StageVote, Vote
 from models.state import MemoryStateStore, StateStore, state_key
-from streams.records import Action, Label, Signal, StageVote, Vote
 
 VOTER = "voting"
 

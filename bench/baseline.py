@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from models.labels import Labeler
+from models.records import Label, Quote, Tick, Trade
 from quorum.metrics import BinaryScore
 from streams.readers import ReaderError, ReaderStats, read_ticks
-from streams.records import Label, Quote, Tick, Trade
 
 DEFAULT_HORIZON_S = 5.0
 DEFAULT_TOLERANCE_NS = 2_000_000_000  # quorum's default reorder tolerance (config reader)

@@ -45,9 +45,9 @@ from confluent_kafka.admin import AdminClient
 from bench.bench_backtest import machine
 from config.runtime import RuntimeConfig
 from config.settings import load_config
+from models.records import Tick, Trade
 from streams.codecs import DecodeError, decode_signal, encode_tick
 from streams.readers import read_ticks
-from streams.records import Tick, Trade
 from streams.redis_store import redis_client
 from streams.replay import producer_config, replay
 from streams.signal_consumer import iter_signals

@@ -51,10 +51,10 @@ from bench.bench_kafka import (
 )
 from config.runtime import RuntimeConfig
 from config.settings import PipelineConfig, load_config
+from models.records import Tick
 from models.sealed import StateSealer
 from streams.codecs import decode_signal
 from streams.readers import read_ticks
-from streams.records import Tick
 from streams.redis_store import RedisStateStore, redis_client
 from streams.replay import replay
 from streams.topics import admin_client

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from models.records import Quote, Tick, Trade
 from streams.codecs import encode_tick
-from streams.records import Quote, Tick, Trade
 
 START_NS = 1_723_075_200_000_000_000  # 2024-08-08T00:00:00Z, near the sample data
 TRADE_SHARE = 0.2  # ~80% quotes, ~20% trades, like the Binance sample

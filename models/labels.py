@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.records import Label, Quote, Tick
+from models.records import Label, Quote, Tick
 
 
 @dataclass(slots=True)

@@ -6,8 +6,12 @@ objects. Logic only ever talks to :class:`StateStore`.
 
 from __future__ import annotations
 
+import io
 import pickle
 from typing import Any, Protocol
+
+# Modules renamed since state was first saved: blobs written before keep loading.
+_MOVED = {"streams.records": "models.records"}
 
 
 class StateStore(Protocol):
@@ -42,6 +46,15 @@ def dumps_state(value: Any) -> bytes:
     return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class(_MOVED.get(module, module), name)
+
+
 def loads_state(blob: bytes) -> Any:
-    """Unpickle trusted state only: callers must have verified where ``blob`` came from."""
-    return pickle.loads(blob)
+    """Unpickle trusted state only: callers must have verified where ``blob`` came from.
+
+    Records moved from ``streams.records`` to ``models.records``; saved state naming the old
+    module still loads.
+    """
+    return _Unpickler(io.BytesIO(blob)).load()

@@ -17,11 +17,11 @@ import orjson
 from agents.pipeline import Pipeline
 from agents.voting import Decision
 from config.settings import PipelineConfig, load_config
+from models.records import Action, Reject, Signal, Trade
 from quorum.metrics import BinaryScore, Decimator, RollingAccuracy
 from streams.codecs import encode_reject, encode_signal
 from streams.prefetch import read_ticks_prefetched
 from streams.readers import Format, ReaderStats, read_ticks
-from streams.records import Action, Reject, Signal, Trade
 from streams.timeparse import format_time_ns
 
 ProgressHook = Callable[[int], None]

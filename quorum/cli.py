@@ -24,7 +24,7 @@ from streams.readers import Format, ReaderError
 from streams.timeparse import parse_time_ns
 
 if TYPE_CHECKING:
-    from streams.records import Signal, StageVote
+    from models.records import Signal, StageVote
     from streams.replay import ReplaySummary
 
 app = typer.Typer(

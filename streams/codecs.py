@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from streams.records import (
+from models.records import (
     Action,
     Label,
     Outcome,

@@ -15,8 +15,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from models.records import Quote, Reject, Tick, Trade
 from streams.readers import Format, ReaderError, ReaderStats, RejectSink, read_ticks
-from streams.records import Quote, Reject, Tick, Trade
 
 BATCH = 4096
 QUEUE_BATCHES = 16

@@ -23,8 +23,8 @@ from typing import IO, Any, Literal, overload
 
 import orjson
 
+from models.records import Quote, Reject, Side, Tick, Trade
 from streams.codecs import DecodeError, tick_from_dict
-from streams.records import Quote, Reject, Side, Tick, Trade
 from streams.timeparse import parse_time_ns
 from streams.validation import InvalidTick, validate
 

@@ -20,9 +20,9 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.cimpl import KafkaError, Message
 
 from config.runtime import RuntimeConfig
+from models.records import Reject
 from streams.codecs import encode_reject, encode_tick
 from streams.readers import Format, ReaderStats, read_ticks
-from streams.records import Reject
 from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)

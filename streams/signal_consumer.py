@@ -20,8 +20,8 @@ from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.cimpl import KafkaError, Message, TopicPartition
 
 from config.runtime import RuntimeConfig
+from models.records import Signal
 from streams.codecs import DecodeError, decode_signal
-from streams.records import Signal
 
 log = logging.getLogger(__name__)
 

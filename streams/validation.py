@@ -14,7 +14,7 @@ failure further down, not a matter of taste:
 
 from __future__ import annotations
 
-from streams.records import Quote, Tick, Trade
+from models.records import Quote, Tick, Trade
 
 TS_MIN_NS = 631_152_000 * 1_000_000_000  # 1990-01-01T00:00:00Z, inclusive
 TS_MAX_NS = 4_102_444_800 * 1_000_000_000  # 2100-01-01T00:00:00Z, exclusive

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.records import Quote, Tick, Trade
+from models.records import Quote, Tick, Trade
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLE_FILES = [FIXTURES / "btcusdt_head.gz", FIXTURES / "ethusdt_head.gz"]

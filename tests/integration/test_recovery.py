@@ -22,11 +22,11 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from config.runtime import RuntimeConfig
+from models.records import Tick
 from models.sealed import StateSealer
 from quorum import run_backtest
 from streams.codecs import decode_signal, encode_tick
 from streams.readers import read_ticks
-from streams.records import Tick
 from streams.redis_store import redis_client
 from streams.replay import replay
 from tests.conftest import SAMPLE_FILES

@@ -12,9 +12,9 @@ import pytest
 from agents.describe import meta
 from agents.pipeline import Pipeline
 from config.settings import load_config
+from models.records import Signal, Tick
 from models.sealed import StateIntegrityError, StateSealer
 from streams.readers import read_ticks
-from streams.records import Signal, Tick
 from streams.redis_store import RedisStateStore, StateFencedError, redis_client
 from tests.conftest import SAMPLE_FILES
 

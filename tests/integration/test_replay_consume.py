@@ -15,9 +15,9 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from config.runtime import RuntimeConfig
+from models.records import Action, Signal, StageVote
 from streams.codecs import decode_tick, encode_signal
 from streams.readers import read_ticks
-from streams.records import Action, Signal, StageVote
 from streams.replay import replay
 from streams.signal_consumer import ConsumerStats, iter_signals
 from tests.conftest import SAMPLE_FILES

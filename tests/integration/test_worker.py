@@ -17,10 +17,10 @@ import pytest
 from confluent_kafka import Producer
 
 from config.runtime import RuntimeConfig
+from models.records import Signal
 from quorum import run_backtest
 from streams.codecs import encode_tick
 from streams.readers import read_ticks
-from streams.records import Signal
 from streams.replay import replay
 from streams.signal_consumer import iter_signals
 from tests.conftest import SAMPLE_FILES

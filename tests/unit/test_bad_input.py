@@ -20,9 +20,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from models.records import Quote, Reject, Tick, Trade
 from quorum import run_backtest
 from streams.readers import ReaderStats, read_ticks
-from streams.records import Quote, Reject, Tick, Trade
 
 S = 1_000_000_000
 MS = 1_000_000

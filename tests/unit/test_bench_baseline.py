@@ -15,8 +15,8 @@ if str(ROOT) not in sys.path:  # bench/ is not an installed package; import it f
 
 from bench.baseline import Baseline, run_baseline  # noqa: E402
 from bench.synthetic import write  # noqa: E402
+from models.records import Quote, Reject, Tick, Trade  # noqa: E402
 from streams.readers import ReaderStats, read_ticks  # noqa: E402
-from streams.records import Quote, Reject, Tick, Trade  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "btcusdt_head.gz"
 S = 1_000_000_000

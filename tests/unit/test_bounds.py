@@ -17,10 +17,10 @@ from agents.stage import Stage
 from agents.voting import Decision, Scored, Voter
 from config.settings import PipelineConfig, VotingConfig, load_config
 from models.labels import ReferencePrice
+from models.records import Action, Label, Outcome, Quote, Signal, StageVote, Trade, Vote
 from quorum import run_backtest
 from quorum.backtest import ROLLING_WINDOW, _Scoreboard
 from quorum.metrics import Decimator, RollingAccuracy
-from streams.records import Action, Label, Outcome, Quote, Signal, StageVote, Trade, Vote
 from tests.conftest import S, handmade_ticks
 
 CFG = load_config()

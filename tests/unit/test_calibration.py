@@ -16,7 +16,7 @@ from agents.pipeline import Pipeline
 from agents.stage import Stage
 from config.settings import ModelSpec, PipelineConfig, VotingConfig, load_config
 from models.calibration import PlattCalibrator
-from streams.records import Trade
+from models.records import Trade
 from tests.conftest import S
 
 REL = 1e-12

@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
+from models.records import Action, Signal, StageVote
 from quorum.cli import _signal_row, _speed, app
-from streams.records import Action, Signal, StageVote
 
 runner = CliRunner()
 

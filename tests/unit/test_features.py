@@ -20,7 +20,7 @@ from agents.features import Extractor, Microstructure, Momentum, Volatility
 from agents.stage import Stage
 from config.settings import load_config
 from models.labels import ReferencePrice
-from streams.records import Quote, Tick, Trade
+from models.records import Quote, Tick, Trade
 from tests.conftest import S
 
 CFG = load_config()

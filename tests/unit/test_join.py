@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agents.join import VoteJoin
-from streams.records import Vote
+from models.records import Vote
 
 STAGES = ("a", "b", "c")
 

@@ -9,7 +9,7 @@ from agents.pipeline import Pipeline
 from agents.stage import Stage
 from config.settings import load_config
 from models.labels import Labeler, ReferencePrice, label_of
-from streams.records import Label, Quote, Tick, Trade
+from models.records import Label, Quote, Tick, Trade
 from tests.conftest import S, handmade_ticks
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from models.records import Quote, Side, Signal, Tick, Trade
 from quorum import run_backtest
 from streams.codecs import encode_tick
 from streams.readers import _measure_quote_offset, read_ticks
-from streams.records import Quote, Side, Signal, Tick, Trade
 from tests.conftest import SAMPLE_FILES, S
 
 SPAN_S = 45  # seconds of each fixture used: enough for every stage to vote, quick to run

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from models.records import Reject
 from streams.prefetch import read_ticks_prefetched
 from streams.readers import ReaderError, ReaderStats, read_ticks
-from streams.records import Reject
 from tests.conftest import SAMPLE_FILES
 
 

@@ -25,6 +25,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from models.records import (
+    Action,
+    Label,
+    Outcome,
+    Quote,
+    Reject,
+    Signal,
+    StageVote,
+    Tick,
+    Trade,
+    Vote,
+)
 from streams.codecs import (
     DecodeError,
     decode_signal,
@@ -38,18 +50,6 @@ from streams.codecs import (
     vote_to_dict,
 )
 from streams.readers import ReaderError, ReaderStats, read_ticks
-from streams.records import (
-    Action,
-    Label,
-    Outcome,
-    Quote,
-    Reject,
-    Signal,
-    StageVote,
-    Tick,
-    Trade,
-    Vote,
-)
 from streams.validation import PRICE_MAX, PRICE_MIN, SIZE_MAX, TS_MAX_NS, TS_MIN_NS, validate
 
 FAST = settings(

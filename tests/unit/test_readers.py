@@ -8,9 +8,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from models.records import Quote, Reject, Trade
 from streams.codecs import encode_tick
 from streams.readers import Format, ReaderError, ReaderStats, detect_format, read_ticks
-from streams.records import Quote, Reject, Trade
 from tests.conftest import SAMPLE_FILES, S
 
 T0 = 1_723_161_255_000_000_000

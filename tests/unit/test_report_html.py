@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from config.settings import load_config
+from models.records import Tick, Trade
 from quorum.backtest import run_backtest
 from quorum.report_html import MAX_POINTS, decimate, render_html
 from streams.readers import read_ticks
-from streams.records import Tick, Trade
 from tests.conftest import SAMPLE_FILES
 
 STAGES = ("microstructure", "momentum", "volatility")

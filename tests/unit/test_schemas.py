@@ -9,9 +9,9 @@ import jsonschema
 import orjson
 import pytest
 
+from models.records import Label, Outcome, Quote, Trade, Vote
 from quorum import run_backtest
 from streams.codecs import encode_tick, encode_vote
-from streams.records import Label, Outcome, Quote, Trade, Vote
 from tests.conftest import SAMPLE_FILES
 
 SCHEMAS = Path(__file__).parents[2] / "streams" / "schemas"

@@ -11,7 +11,7 @@ from agents.features import EXTRACTORS, Extractor, Microstructure, Momentum, Vol
 from agents.stage import Stage, StageConfigError
 from config.settings import PipelineConfig, load_config
 from models.labels import ReferencePrice
-from streams.records import Quote, Tick, Trade
+from models.records import Quote, Tick, Trade
 from tests.conftest import S, handmade_ticks
 
 CFG = load_config()

@@ -9,7 +9,7 @@ import pytest
 from agents.voting import Voter, signal_id
 from config.settings import PipelineConfig, load_config
 from models.ensemble import HedgeWeights
-from streams.records import Action, Label, Outcome, Vote
+from models.records import Action, Label, Outcome, Vote
 
 CFG = load_config()
 NAMES = [s.name for s in CFG.stages]
