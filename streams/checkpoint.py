@@ -174,14 +174,18 @@ class Checkpointer:
         """Flush outputs, save all state atomically, then release the acks it covers.
 
         True when everything held is now saved and acknowledged. Cadence reasons ("events",
-        "interval") respect the backoff; "revoked" and "shutdown" always try.
+        "interval") respect the backoff; "revoked" and "shutdown" always try. A revoke saves
+        the live state even with nothing held: the save is fenced, so a worker that slept past
+        its session (its partitions reassigned and their state written by the successor)
+        learns it here and exits, whether or not it had unsaved inputs.
         """
-        if not self.held:
+        verify = reason == "revoked"
+        if not self.held and not verify:
             return True
         if reason in ("events", "interval") and self.clock() < self.retry_at:
             return False
         async with self.gate:
-            if not self.held:  # another checkpoint got the gate first and saved them
+            if not self.held and not verify:  # another checkpoint got the gate first
                 return True
             await self.flush()  # outputs of every applied input are delivered first
             self.last = self.clock()
@@ -205,6 +209,8 @@ class Checkpointer:
                     e,
                 )
                 return False
+            if not self.held and stats.keys == 0:
+                return True  # a revoke with no live state: nothing was written
             for event in self.held:
                 event.ack()
             self.held.clear()

@@ -296,3 +296,15 @@ def test_partitions_without_a_committed_offset_are_rewound_to_the_start() -> Non
     consumer.committed = {"ticks-1": 1300}
     run(consumer.seek_to_committed())
     assert consumer.seeks == [{"ticks-0": 0, "votes-0": 0}]  # nothing to rewind: no seek
+
+
+def test_a_revoke_with_nothing_held_still_meets_the_fence() -> None:
+    # catches: a zombie that slept right after a checkpoint (nothing held) waking up, skipping
+    # the save on revoke and carrying on without ever learning it was replaced
+    cp, store, _, fenced = make(every=100)
+    assert run(cp.checkpoint("events")) is True and store.log == []  # cadence: no write
+    assert run(cp.checkpoint("revoked")) is True
+    assert store.log == ["flush", "touch", "saved"]
+    store.fenced = True
+    assert run(cp.checkpoint("revoked")) is False
+    assert cp.counters.fenced == 1 and len(fenced) == 1
