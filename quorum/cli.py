@@ -198,7 +198,7 @@ def services(
     ] = None,
 ) -> None:
     """Start, stop or show the local Kafka broker and Redis (127.0.0.1; no Docker needed)."""
-    from streams import services as svc
+    from quorum import services as svc
 
     try:
         cfg = svc.ServiceConfig.from_env()

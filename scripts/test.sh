@@ -20,7 +20,7 @@ echo "== unit tests (no services)"
 "$py" -m pytest tests/unit -q -n 2 --cov --cov-report=  # two processes: coverage doubles the time
 
 echo "== integration tests (real Kafka and Redis on 127.0.0.1)"
-started=$("$py" -m streams.services status >/dev/null 2>&1 && echo no || echo yes)
+started=$("$py" -m quorum.services status >/dev/null 2>&1 && echo no || echo yes)
 if [[ $started == yes ]]; then
     trap 'scripts/services.sh down' EXIT
 fi

@@ -22,7 +22,7 @@ from confluent_kafka import (
 )
 
 from config.runtime import RuntimeConfig
-from streams.services import ServiceConfig, down, status, up
+from quorum.services import ServiceConfig, down, status, up
 from streams.topics import admin_client, ensure_topics, retryable
 
 ROOT = Path(__file__).resolve().parents[2]

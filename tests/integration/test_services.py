@@ -1,4 +1,4 @@
-"""The real local Kafka broker and Redis that ``streams.services`` starts (or finds running)."""
+"""The real local Kafka broker and Redis that ``quorum.services`` starts (or finds running)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from streams.services import ServiceConfig
+from quorum.services import ServiceConfig
 from streams.topics import retryable, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -1,8 +1,9 @@
-"""streams.services without running anything: env parsing, rendering, status, PID safety."""
+"""quorum.services without running anything: env parsing, rendering, status, PID safety."""
 
 from __future__ import annotations
 
 import base64
+import importlib
 import os
 import socket
 import xml.etree.ElementTree as ET
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from streams import services
-from streams.services import (
+from quorum import services
+from quorum.services import (
     KAFKA_VERSION,
     ServiceConfig,
     ServiceState,
@@ -53,7 +54,7 @@ def test_defaults_without_env() -> None:
     assert (cfg.kafka_host, cfg.kafka_port, cfg.controller_port) == ("127.0.0.1", 9092, 9093)
     assert (cfg.redis_host, cfg.redis_port, cfg.redis_db) == ("127.0.0.1", 6379, 0)
     assert cfg.kafka_version == KAFKA_VERSION
-    assert cfg.home == Path(services.__file__).resolve().parent.parent / ".services"
+    assert cfg.home == Path.cwd().resolve() / ".services"
     assert cfg.kafka_bootstrap == "127.0.0.1:9092"
     assert cfg.redis_url == "redis://127.0.0.1:6379/0"
 
@@ -78,6 +79,39 @@ def test_from_env_keyword_overrides_win(tmp_path: Path) -> None:
     )
     assert cfg.kafka_port == 2
     assert cfg.home == tmp_path
+
+
+def test_default_home_is_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not next to the module (a site-packages install may be read-only or shared)."""
+    monkeypatch.delenv("QUORUM_SERVICES_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    expected = tmp_path.resolve() / ".services"
+    assert ServiceConfig.from_env().home == expected
+    assert ServiceConfig.from_env({}).home == expected
+    assert ServiceConfig().home == expected
+    assert not expected.is_relative_to(Path(services.__file__).resolve().parent)
+    assert not expected.exists()  # reading the config creates nothing
+
+
+def test_services_home_env_overrides_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setenv("QUORUM_SERVICES_HOME", str(tmp_path / "elsewhere"))
+    assert ServiceConfig.from_env().home == (tmp_path / "elsewhere").resolve()
+    monkeypatch.setenv("QUORUM_SERVICES_HOME", "relative/home")  # resolved against the cwd
+    assert ServiceConfig.from_env().home == (tmp_path / "cwd" / "relative" / "home").resolve()
+
+
+def test_services_tooling_is_not_in_streams() -> None:
+    """Dev-only tooling lives in quorum/ (CLI and drivers), not in the runtime I/O package."""
+    assert services.__name__ == "quorum.services"
+    assert Path(services.__file__).resolve().parent.name == "quorum"
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("streams.services")
 
 
 def test_empty_env_values_are_ignored() -> None:
