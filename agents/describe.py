@@ -39,14 +39,12 @@ def describe(value: Any) -> dict[str, Any]:
             "pending_labels": len(value.labeler.pending),
             "dropped_labels": value.labeler.dropped,
             "calibration": None if cal is None else {"a": cal.a, "b": cal.b, "n": cal.n},
-            "position": value.position,
         }
     if isinstance(value, JoinState):
         return {
             "kind": "join",
             "waiting_ticks": len(value.pending),
             "released_seq": value.released,
-            "position": value.position,
         }
     if isinstance(value, VoterState):
         return {
@@ -62,17 +60,16 @@ def describe(value: Any) -> dict[str, Any]:
 def meta(key: str, value: Any) -> dict[str, Any]:
     """The small summary kept in a sealed blob's header (readable without unpickling).
 
-    ``position`` (input partition, offset) also tells a worker, on assignment, which stored
-    states belong to its partitions, before it unpickles any of them.
+    A Kafka driver adds its own ``position`` (input partition, offset, index in the record)
+    beside it (see :data:`streams.redis_store.DRIVER_META`): positions are not domain state.
     """
     if isinstance(value, StageState):
         return {
             "examples_learned": value.learned,
             "ticks_seen": value.seq,
-            "position": value.position,
         }
     if isinstance(value, JoinState):
-        return {"waiting_ticks": len(value.pending), "position": value.position}
+        return {"waiting_ticks": len(value.pending)}
     if isinstance(value, VoterState):
         return {"weights": dict(value.weights.weights)}
     return {}

@@ -33,7 +33,6 @@ class JoinState:
 
     pending: OrderedDict[int, tuple[float, dict[str, Vote]]] = field(default_factory=OrderedDict)
     released: int = 0  # highest seq already released
-    position: tuple[int, int] | None = None  # last vote applied (partition, offset), by a driver
 
 
 class VoteJoin:

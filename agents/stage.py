@@ -34,9 +34,6 @@ class StageState:
     seq: int = 0
     learned: int = 0
     unsent: list[Outcome] = field(default_factory=list)
-    # last input applied, as (partition, offset), kept by a Kafka driver so that re-delivered
-    # ticks are recognised after a restart; the embedded backtest leaves it None
-    position: tuple[int, int] | None = None
 
 
 class Stage:

@@ -51,7 +51,13 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "QUORUM_PIPELINE": ("pipeline", "name"),
     "QUORUM_WEB_HOST": ("web", "host"),
     "QUORUM_WEB_PORT": ("web", "port"),
+    "QUORUM_TOPOLOGY": ("topology",),
 }
+
+#: How a worker runs the kernel: ``fused`` (one agent per tick runs every stage and the voter:
+#: no internal topic) or ``split`` (an agent per stage, a votes topic and a voting agent, to
+#: spread stages over processes).
+Topology = Literal["fused", "split"]
 
 
 class RuntimeConfigError(ValueError):
@@ -114,7 +120,7 @@ class TopicNames(_Frozen):
 
 class TopicsSettings(_Frozen):
     prefix: str = ""
-    partitions: int = Field(default=6, ge=1)
+    partitions: int = Field(default=12, ge=1)
     replication_factor: int = Field(
         default=-1, ge=-1, description="-1: the broker's default.replication.factor"
     )
@@ -201,6 +207,7 @@ class RuntimeConfig(_Frozen):
     join: JoinSettings = JoinSettings()
     pipeline: PipelineSettings = PipelineSettings()
     web: WebSettings = WebSettings()
+    topology: Topology = "fused"
 
     @classmethod
     def from_sources(
@@ -215,6 +222,10 @@ class RuntimeConfig(_Frozen):
         for var, path in ENV_VARS.items():
             value = environ.get(var, "").strip()
             if not value:
+                continue
+            if len(path) == 1:
+                data[path[0]] = value
+                used[path] = var
                 continue
             part, key = path
             target = data.setdefault(part, {})

@@ -257,7 +257,8 @@ def _replay_summary(s: ReplaySummary, topic: str) -> None:
     from streams.timeparse import format_time_ns
 
     table = Table(title=f"quorum replay → {topic}", show_header=False, title_justify="left")
-    table.add_row("sent", f"{s.sent:,} ticks (acknowledged by all replicas)")
+    how = "one per record" if s.pack is None else f"{s.records:,} records of <= {s.pack:,}"
+    table.add_row("sent", f"{s.sent:,} ticks, {how} (acknowledged by all replicas)")
     if s.per_symbol:
         table.add_row("symbols", ", ".join(f"{k} {v:,}" for k, v in sorted(s.per_symbol.items())))
     if s.first_ts is not None and s.last_ts is not None:
@@ -285,14 +286,36 @@ def replay(
     end: EndOpt = None,
     fmt: FormatOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary")] = False,
+    pack: Annotated[
+        int | None,
+        typer.Option(
+            "--pack",
+            min=1,
+            show_default=False,
+            help="Most ticks of one partition per batch record (default 200: ~24 KB records, "
+            "far below Kafka's 1 MB limit, already 200 times fewer records for the worker to "
+            "handle). A pack also goes out once its first tick has waited 1 ms, before any "
+            "pacing sleep, and at the end",
+        ),
+    ] = None,
+    no_pack: Annotated[
+        bool,
+        typer.Option("--no-pack", help="One record per tick, keyed by symbol (as other producers)"),
+    ] = False,
 ) -> None:
-    """Produce recorded ticks to the Kafka ticks topic, keyed by symbol, paced by event time."""
-    from streams.replay import ReplayError
+    """Produce recorded ticks to the Kafka ticks topic, packed per partition, paced by event time.
+
+    A symbol's ticks go to the partition Kafka's murmur2 gives its key, in order, either way.
+    """
+    from streams.replay import DEFAULT_PACK, ReplayError
     from streams.replay import replay as run_replay
     from streams.timeparse import format_time_ns
     from streams.topics import TopicError
 
     pace = _speed(speed)
+    if no_pack and pack is not None:
+        raise typer.BadParameter("give --pack N or --no-pack, not both", param_hint="--pack")
+    max_pack = None if no_pack else pack or DEFAULT_PACK
     start_ns, end_ns = _time(start, "--start"), _time(end, "--end")
     try:
         cfg = load_config(config)
@@ -314,6 +337,7 @@ def replay(
                 tolerance_ns=cfg.reader.reorder_tolerance_ms * 1_000_000,
                 on_progress=lambda n, ts: bar.update(task, completed=n, event=format_time_ns(ts)),
                 create_topics=True,
+                pack=max_pack,
             )
     except ReaderError as e:
         raise _fail(str(e)) from None
@@ -433,6 +457,11 @@ class StateBackend(StrEnum):
     REDIS = "redis"
 
 
+class Topology(StrEnum):
+    FUSED = "fused"
+    SPLIT = "split"
+
+
 @app.command()
 def worker(
     config: ConfigOpt = None,
@@ -456,8 +485,17 @@ def worker(
         float | None,
         typer.Option("--checkpoint-interval", min=0.01, help="...or after this many seconds"),
     ] = None,
+    topology: Annotated[
+        Topology | None,
+        typer.Option(
+            "--topology",
+            help="fused: one agent runs every stage and the voter per tick (fast); split: an "
+            "agent per stage, a votes topic and a voting agent [runtime.topology]",
+        ),
+    ] = None,
 ) -> None:
-    """Run a streaming worker: one agent per feature stage and the voting agent, on Kafka.
+    """Run a streaming worker on Kafka: the backtest's kernel, per tick (fused) or split over
+    stage agents and a voting agent.
 
     With --state redis, model state lives in Redis (signed with QUORUM_STATE_SECRET) and is
     checkpointed together with the input offsets: a crashed worker resumes where it left off.
@@ -501,6 +539,7 @@ def worker(
         cfg,
         runtime,
         store=store,
+        topology=topology.value if topology is not None else None,
         join_timeout_s=join_timeout,
         web_enabled=not no_web,
         checkpoint_every=checkpoint_every or settings.checkpoint_every,

@@ -74,7 +74,8 @@ def _open(store: RedisStateStore, key: str) -> tuple[SealedHeader, Any, bytes]:
     from models.sealed import StateIntegrityError
 
     try:
-        blob = store.client.get(store.prefix + key)
+        store.headers()  # learns which partition's hash slot holds the key
+        blob = store.client.get(store.redis_key(key))
     except _redis_errors() as e:
         raise fail(f"cannot read state from Redis: {e}") from None
     if blob is None:
@@ -165,7 +166,7 @@ def state_ls(
                 str(head.version),
                 str(m.get("examples_learned", "")),
                 str(m.get("ticks_seen", "")),
-                "" if pos is None else f"p{pos[0]}@{pos[1]}",
+                "" if pos is None else f"p{pos[0]}@{pos[1]}" + (f"#{pos[2]}" if pos[2:] else ""),
                 str(size),
                 "ok",
             )

@@ -7,6 +7,11 @@ saved state. While Redis is down the save fails, nothing is released, and the ne
 with a growing, capped backoff. A fenced save (another worker wrote our keys since we loaded
 them) releases nothing and is reported to ``on_fenced`` (the worker exits with code 3).
 
+The event loop is never blocked by Redis: the snapshot is sealed while the agents are paused
+(the ``gate``), then written by ``write`` (a thread in the worker) while they go on; the inputs
+it covers are acked after the write, and checkpoints never overlap. The order stays outputs
+flushed → state saved → acks released.
+
 Time comes from an injected clock and sleeps from an injected ``sleep``, so tests drive both.
 """
 
@@ -15,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -48,11 +53,23 @@ class SavedStats(Protocol):
 
 
 class CheckpointStore(Protocol):
-    """What a checkpoint needs of the state store (a :class:`RedisStateStore` in the worker)."""
+    """What a checkpoint needs of the state store (a :class:`RedisStateStore` in the worker):
+    seal a snapshot while inputs are paused, write it (in a thread), then record or retry it."""
 
     def touch_all(self) -> None: ...
 
-    def checkpoint(self) -> SavedStats: ...
+    def prepare(self) -> Any: ...
+
+    def commit(self, prepared: Any) -> SavedStats: ...
+
+    def committed(self, prepared: Any) -> None: ...
+
+    def failed(self, prepared: Any) -> None: ...
+
+
+async def in_thread(fn: Callable[[], Any]) -> Any:
+    """Run blocking I/O (a Redis round trip) off the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(None, fn)
 
 
 @dataclass
@@ -105,6 +122,7 @@ class Checkpointer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         gate: asyncio.Lock | None = None,
+        write: Callable[[Callable[[], Any]], Awaitable[Any]] = in_thread,
     ) -> None:
         self.store = store
         self.flush = flush
@@ -115,6 +133,8 @@ class Checkpointer:
         self.clock = clock
         self.sleep = sleep
         self.gate = gate if gate is not None else asyncio.Lock()
+        self.write = write
+        self._one_at_a_time = asyncio.Lock()  # a checkpoint builds on the versions of the last
         self.held: list[Any] = []
         self.delay = 0.0  # current backoff; 0 while Redis answers
         self.retry_at = 0.0  # no cadence checkpoint before this (backoff)
@@ -141,9 +161,19 @@ class Checkpointer:
         self.counters.held = len(self.held)
         return before - len(self.held)
 
-    def skip(self, position: tuple[int, int] | None, partition: int, offset: int) -> bool:
-        """True (and counted) for a re-delivered input at or before the saved position."""
-        if position is not None and position[0] == partition and offset <= position[1]:
+    def skip(
+        self, position: Sequence[int] | None, partition: int, offset: int, index: int = 0
+    ) -> bool:
+        """True (and counted) for a re-delivered input at or before the saved position.
+
+        Positions are (partition, offset, index): the index of a tick inside a batch record,
+        so a batch re-delivered after a crash resumes after its last applied element.
+        """
+        if (
+            position is not None
+            and position[0] == partition
+            and (offset, index) <= (position[1], position[2] if len(position) > 2 else index)
+        ):
             self.counters.skipped += 1
             return True
         return False
@@ -173,30 +203,35 @@ class Checkpointer:
     async def checkpoint(self, reason: str) -> bool:
         """Flush outputs, save all state atomically, then release the acks it covers.
 
-        True when everything held is now saved and acknowledged. Cadence reasons ("events",
-        "interval") respect the backoff; "revoked" and "shutdown" always try. A revoke saves
-        the live state even with nothing held: the save is fenced, so a worker that slept past
-        its session (its partitions reassigned and their state written by the successor)
-        learns it here and exits, whether or not it had unsaved inputs.
+        True when everything held when it started is now saved and acknowledged. Cadence
+        reasons ("events", "interval") respect the backoff; "revoked" and "shutdown" always
+        try. A revoke saves the live state even with nothing held: the save is fenced, so a
+        worker that slept past its session (its partitions reassigned and their state written
+        by the successor) learns it here and exits, whether or not it had unsaved inputs.
         """
         verify = reason == "revoked"
         if not self.held and not verify:
             return True
         if reason in ("events", "interval") and self.clock() < self.retry_at:
             return False
-        async with self.gate:
-            if not self.held and not verify:  # another checkpoint got the gate first
-                return True
-            await self.flush()  # outputs of every applied input are delivered first
-            self.last = self.clock()
-            try:
+        async with self._one_at_a_time:
+            async with self.gate:  # inputs paused: the snapshot matches the held inputs exactly
+                if not self.held and not verify:  # another checkpoint got there first
+                    return True
+                await self.flush()  # outputs of every applied input are delivered first
+                self.last = self.clock()
+                covered = list(self.held)
                 self.store.touch_all()
-                stats = self.store.checkpoint()
+                prepared = self.store.prepare()
+            # inputs flow again while Redis writes; what they change goes in the next one
+            try:
+                stats = await self.write(lambda: self.store.commit(prepared))
             except StateFencedError as e:
                 self.counters.fenced += 1
                 self.on_fenced(e)
                 return False
             except redis.RedisError as e:
+                self.store.failed(prepared)
                 self.counters.checkpoint_failures += 1
                 self.delay = next_backoff(self.delay)
                 self.retry_at = self.clock() + self.delay
@@ -209,12 +244,14 @@ class Checkpointer:
                     e,
                 )
                 return False
-            if not self.held and stats.keys == 0:
+            self.store.committed(prepared)
+            if not covered and stats.keys == 0:
                 return True  # a revoke with no live state: nothing was written
-            for event in self.held:
+            for event in covered:
                 event.ack()
-            self.held.clear()
-            self.counters.held = 0
+            acked = {id(e) for e in covered}
+            self.held[:] = [e for e in self.held if id(e) not in acked]
+            self.counters.held = len(self.held)
             self.counters.checkpoints += 1
             if self.delay:
                 log.info("checkpoint (%s) succeeded again; offsets are committed again", reason)

@@ -1,21 +1,28 @@
-"""The Faust app: the same Stage and Voter objects as the embedded backtest, driven by Kafka.
+"""The Faust app: the kernel of the embedded backtest (:class:`agents.pipeline.Pipeline`),
+driven by Kafka. Two topologies, every topic keyed by symbol so one symbol's ticks stay in order
+on one partition::
 
-Topology (every topic keyed by symbol, so one symbol's ticks stay in order on one partition)::
+    fused (default): ticks ──▶ kernel agent (every stage, then the voter) ──▶ signals
+    split:           ticks ──▶ stage-<name> agents ──▶ votes ──▶ voting agent ──▶ signals
+    both:            undecodable or invalid ticks ──▶ ticks.rejected (raw bytes, reason, where)
 
-    ticks ──▶ stage-<name> agents (one per feature stage) ──▶ votes ──▶ voting agent ──▶ signals
-      └──▶ undecodable or invalid ticks ──▶ ticks.rejected (raw bytes + reason)
+A ``ticks`` record holds one tick (a JSON object) or a batch of ticks of one partition (a JSON
+array; see streams/schemas/tick-batch.schema.json). A bad element of a batch is dead-lettered
+with partition, offset and index; the good ones are processed.
 
-Agents stay thin: decode, call the pure pipeline code, send. Built by a factory (no app at
-import time), so tests and several workers can each build their own.
+Agents stay thin: decode, call the kernel, send. Built by a factory (no app at import time),
+so tests and several workers can each build their own.
 
-With a Redis state store the worker is crash-safe: every stage and join state records the last
-input position it applied; a checkpoint (every N events or T seconds, on partition revocation
-and at shutdown) first flushes the producer, then writes all state in one transaction, and only
-then acknowledges the inputs it covers — so Kafka never commits an offset past saved state.
-After a crash, re-delivered inputs at or before a saved position are skipped, not learned
-twice; outputs after the last checkpoint may repeat, with the same deterministic ids. That
-logic (held acks, cadence, backoff, fencing) is :class:`streams.checkpoint.Checkpointer`, which
-knows nothing of Faust, so it is unit-tested without a broker; this module wires it to Kafka.
+With a Redis state store the worker is crash-safe: the driver keeps, per symbol, the position
+(partition, offset, index) of the last input applied, saved as metadata beside the domain
+state; a checkpoint (every N inputs or T seconds, on partition revocation and at shutdown)
+first flushes the producer, then saves every state atomically per partition, and only then
+acknowledges the inputs it covers — so Kafka never commits an offset past saved state. After a
+crash, re-delivered inputs at or before a saved position are skipped, not learned twice;
+outputs after the last checkpoint may repeat, with the same deterministic ids. That logic (held
+acks, cadence, backoff, fencing, the write off the event loop) is
+:class:`streams.checkpoint.Checkpointer`, which knows nothing of Faust, so it is unit-tested
+without a broker; this module wires it to Kafka.
 """
 
 from __future__ import annotations
@@ -25,21 +32,28 @@ import base64
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
 import orjson
 import redis
 
-from agents.join import VoteJoin
-from agents.stage import Stage
-from agents.voting import Voter
-from config.runtime import RuntimeConfig
+from agents.join import JOIN
+from agents.pipeline import Pipeline
+from agents.voting import VOTER, Decision
+from config.runtime import RuntimeConfig, TopicKey, Topology
 from config.settings import PipelineConfig
-from models.state import MemoryStateStore, StateStore
+from models.records import Tick
+from models.state import MemoryStateStore, StateStore, state_key
 from streams.checkpoint import Checkpointer, WorkerCounters
-from streams.codecs import DecodeError, decode_tick, decode_vote, encode_signal, encode_vote
+from streams.codecs import (
+    DecodeError,
+    decode_tick_record,
+    decode_vote,
+    encode_signal,
+    encode_vote,
+)
 from streams.redis_store import RedisStateStore, StateFencedError
 
 __all__ = [
@@ -56,6 +70,9 @@ log = logging.getLogger("quorum.worker")
 #: Exit status of a worker whose checkpoint was fenced (see :func:`exit_fenced`).
 EXIT_FENCED = 3
 
+#: The fused topology's cursor owner: one position per symbol covers all its states.
+FUSED = "kernel"
+
 
 def exit_fenced(error: StateFencedError) -> None:
     """A fenced worker lost its partitions without noticing and its live state is stale: it
@@ -67,18 +84,22 @@ def exit_fenced(error: StateFencedError) -> None:
     os._exit(EXIT_FENCED)
 
 
-def dead_letter(raw: bytes, reason: str, topic: str, partition: int, offset: int) -> bytes:
-    """The rejected-topic record: why, where from, a readable copy and the exact bytes."""
-    return orjson.dumps(
-        {
-            "reason": reason,
-            "topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "raw": raw.decode("utf-8", "replace")[:1000],
-            "raw_b64": base64.b64encode(raw).decode("ascii"),
-        }
-    )
+def dead_letter(
+    raw: bytes, reason: str, topic: str, partition: int, offset: int, index: int | None = None
+) -> bytes:
+    """The rejected-topic record: why, where from (with the element's index in a batch
+    record), a readable copy and the exact bytes of the whole record."""
+    doc: dict[str, Any] = {
+        "reason": reason,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+    }
+    if index is not None:
+        doc["index"] = index
+    doc["raw"] = raw.decode("utf-8", "replace")[:1000]
+    doc["raw_b64"] = base64.b64encode(raw).decode("ascii")
+    return orjson.dumps(doc)
 
 
 def create_app(
@@ -86,21 +107,24 @@ def create_app(
     runtime: RuntimeConfig,
     *,
     store: StateStore | None = None,
+    topology: Topology | None = None,
     join_timeout_s: float = 10.0,
     web_enabled: bool = True,
     stats_interval_s: float = 10.0,
     batch_size: int = 500,
-    batch_within_s: float = 0.01,
+    batch_within_s: float = 0.002,
     checkpoint_every: int = 5000,
     checkpoint_interval_s: float = 2.0,
     on_fenced: Callable[[StateFencedError], None] = exit_fenced,
 ) -> tuple[faust.App, WorkerCounters]:
     """Build the worker app for ``cfg``; the topics must exist (see streams.topics).
 
-    ``store`` None keeps state in memory (acks as usual); a :class:`RedisStateStore` makes the
-    worker checkpoint and hold acks until its state is saved.
+    ``topology`` None takes ``runtime.topology``. ``store`` None keeps state in memory (acks
+    as usual); a :class:`RedisStateStore` makes the worker checkpoint and hold acks until its
+    state is saved.
     """
     kafka = runtime.kafka
+    topo: Topology = topology or runtime.topology
     durable = isinstance(store, RedisStateStore)
     app_kwargs: dict[str, Any] = {
         "broker": f"kafka://{kafka.bootstrap}",
@@ -132,10 +156,15 @@ def create_app(
         logging.getLogger(noisy).setLevel(logging.INFO)
     counters = WorkerCounters()
     state: StateStore = store if store is not None else MemoryStateStore()
+    redis_store = store if isinstance(store, RedisStateStore) else None
+    kernel = Pipeline(
+        cfg, state, join_timeout_s=join_timeout_s, max_waiting=runtime.join.max_waiting
+    )
+    names = kernel.stage_names
 
-    def topic(key: str) -> Any:
+    def topic(key: TopicKey) -> Any:
         return app.topic(
-            runtime.topic(key),  # type: ignore[arg-type]
+            runtime.topic(key),
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
@@ -143,28 +172,47 @@ def create_app(
             internal=False,
         )
 
-    ticks_t, votes_t, signals_t, rejected_t = (
-        topic("ticks"),
-        topic("votes"),
-        topic("signals"),
-        topic("rejected"),
-    )
-    stages = [Stage(s, cfg, state) for s in cfg.stages]
-    voter = Voter(cfg, state)
-    join = VoteJoin(
-        tuple(s.name for s in cfg.stages),
-        join_timeout_s,
-        state,
-        max_waiting=runtime.join.max_waiting,
-    )
+    ticks_t, signals_t, rejected_t = topic("ticks"), topic("signals"), topic("rejected")
+    votes_t = topic("votes") if topo == "split" else None
     gate = asyncio.Lock()  # a checkpoint never sees half a batch
+
+    # --- positions: driver metadata, saved beside the state they describe --------------------
+    # cursor name -> (partition, offset, index) of the last input applied; the keys each
+    # cursor covers carry it in their sealed header (see streams.redis_store.DRIVER_META)
+    cursors: dict[str, tuple[int, int, int]] = {}
+    cursor_keys: dict[str, tuple[str, ...]] = {}
+
+    def covers(cursor: str, symbol: str) -> tuple[str, ...]:
+        keys = cursor_keys.get(cursor)
+        if keys is None:
+            owner = cursor.split("/", 1)[0]
+            if owner == FUSED:
+                keys = (*(state_key(n, symbol) for n in names), state_key(VOTER, symbol))
+            elif owner == JOIN:
+                keys = (state_key(JOIN, symbol), state_key(VOTER, symbol))
+            else:
+                keys = (state_key(owner, symbol),)
+            cursor_keys[cursor] = keys
+        return keys
+
+    def restore(cursor: str, symbol: str) -> tuple[int, int, int] | None:
+        """The saved position of a cursor whose states were just loaded (None: never saved)."""
+        if redis_store is None:
+            return None
+        pos = redis_store.loaded_meta(covers(cursor, symbol)[-1]).get("position")
+        return None if pos is None else (int(pos[0]), int(pos[1]), int(pos[2]))
 
     async def flush() -> None:
         await app.producer.flush()
+        if redis_store is not None:  # under the gate, just before the snapshot is sealed
+            for cursor, pos in cursors.items():
+                meta = {"position": list(pos)}
+                for key in covers(cursor, cursor.split("/", 1)[1]):
+                    redis_store.set_meta(key, meta)
 
     # the checkpointer only runs in durable mode; in memory mode nothing is held
     checkpointer = Checkpointer(
-        store if isinstance(store, RedisStateStore) else _NoStore(),
+        redis_store if redis_store is not None else _NoStore(),
         flush,
         every=checkpoint_every,
         interval_s=checkpoint_interval_s,
@@ -190,128 +238,196 @@ def create_app(
                 events = [e for e in events if e.message.tp in current]  # new owner re-reads
             yield events
 
-    def hold(events: list[Any]) -> bool:
-        """Keep processed events unacknowledged until a checkpoint; True when one is due."""
-        return durable and checkpointer.hold(events)
+    async def load(what: str, partition: int, fn: Callable[[str], object], symbol: str) -> None:
+        """Load state for the input about to be applied; retried while Redis is down (the
+        input is retried, never skipped). New keys go to the input partition's hash slot."""
+        if redis_store is not None:
+            redis_store.partition = partition
+        while True:
+            try:
+                fn(symbol)
+                return
+            except redis.RedisError as e:
+                await checkpointer.load_failed(e, what)
 
-    async def redis_down(e: redis.RedisError, what: str) -> None:
-        await checkpointer.load_failed(e, what)
-
-    async def checkpoint(reason: str) -> bool:
-        """Flush outputs, save all state atomically, then release the acks it covers."""
-        return not durable or await checkpointer.checkpoint(reason)
-
-    def stage_agent(stage: Stage, report_rejects: bool) -> Any:
-        async def run(stream: Any) -> None:  # faust.Stream; StreamT lacks take_events
-            async for events in batches(stream):
-                async with gate:
-                    for event in events:
-                        while True:
-                            try:
-                                handle_tick(stage, event, report_rejects)
-                                break
-                            except redis.RedisError as e:  # raised before any state changed
-                                await redis_down(e, stage.name)
-                    due = hold(events)
-                if due:
-                    await checkpoint("events")
-
-        return app.agent(ticks_t, name=f"stage-{stage.name}")(run)
-
-    def handle_tick(stage: Stage, event: Any, report_rejects: bool) -> None:
-        raw = event.value
+    def reject(event: Any, index: int | None, error: DecodeError) -> None:
         msg = event.message
-        try:
-            tick = decode_tick(raw)
-        except DecodeError as e:
-            if report_rejects:
-                counters.rejected += 1
-                rejected_t.send_soon(
-                    key=event.key,
-                    value=dead_letter(raw, str(e), msg.topic, msg.partition, msg.offset),
-                )
-                log.warning(
-                    "rejected tick at %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, e
-                )
-            return
-        st = stage.state(tick.symbol)  # loads from the store: the only step that may fail
-        if checkpointer.skip(st.position, msg.partition, msg.offset):
-            return  # applied before the last checkpoint: never learn twice
-        if report_rejects:
+        counters.rejected += 1
+        record = dead_letter(event.value, str(error), msg.topic, msg.partition, msg.offset, index)
+        rejected_t.send_soon(key=event.key, value=record)
+        where = "" if index is None else f" element {index}"
+        log.warning(
+            "rejected tick at %s[%d]@%d%s: %s", msg.topic, msg.partition, msg.offset, where, error
+        )
+
+    def ticks_of(event: Any, report: bool) -> list[tuple[int, Tick]]:
+        """The record's good ticks with their index; bad elements dead-lettered (once)."""
+        items = decode_tick_record(event.value)
+        batch = len(items) > 1 or event.value.lstrip()[:1] == b"["
+        good: list[tuple[int, Tick]] = []
+        for index, item in enumerate(items):
+            if isinstance(item, DecodeError):
+                if report:
+                    reject(event, index if batch else None, item)
+            else:
+                good.append((index, item))
+        return good
+
+    def emit(decision: Decision) -> None:
+        signal = decision.signal
+        counters.signals += 1
+        signals_t.send_soon(key=signal.symbol.encode(), value=encode_signal(signal))
+
+    async def run_batches(stream: Any, handle: Callable[[Any], Awaitable[None]]) -> None:
+        async for events in batches(stream):
+            async with gate:
+                for event in events:
+                    await handle(event)
+                due = durable and checkpointer.hold(events)
+            if due:
+                await checkpointer.checkpoint("events")
+
+    # --- fused: the whole kernel per tick ----------------------------------------------------
+
+    async def handle_fused(event: Any) -> None:
+        msg = event.message
+        partition, offset = msg.partition, msg.offset
+        for index, tick in ticks_of(event, report=True):
+            symbol = tick.symbol
+            if durable:
+                cursor = f"{FUSED}/{symbol}"
+                if cursor not in cursors:
+                    await load("the kernel's", partition, kernel.load, symbol)
+                    saved = restore(cursor, symbol)
+                    if saved is not None:
+                        cursors[cursor] = saved
+                pos = cursors.get(cursor)
+                if checkpointer.skip(pos, partition, offset, index):
+                    continue  # applied before the last checkpoint: never learn twice
+                cursors[cursor] = (partition, offset, index)
             counters.ticks += 1
-        vote = stage.process(tick)
-        st.position = (msg.partition, msg.offset)
-        if vote is not None:
-            votes_t.send_soon(key=tick.symbol.encode(), value=encode_vote(vote))
+            decision = kernel.process(tick)
+            if decision is not None:
+                emit(decision)
 
-    for i, stage in enumerate(stages):
-        stage_agent(stage, report_rejects=(i == 0))
+    if topo == "fused":
 
-    def emit(batches: list[list[Any]]) -> None:
-        for votes in batches:
-            signal = voter.process(votes).signal
-            counters.signals += 1
-            signals_t.send_soon(key=signal.symbol.encode(), value=encode_signal(signal))
+        async def fused(stream: Any) -> None:
+            await run_batches(stream, handle_fused)
 
-    def handle_vote(event: Any, now: float) -> None:
+        app.agent(ticks_t, name="kernel")(fused)
+
+    # --- split: an agent per stage, a votes topic, the voting agent -------------------------
+
+    def stage_agent(index: int, name: str) -> None:
+        assert votes_t is not None
+        out = votes_t
+
+        async def handle(event: Any) -> None:
+            msg = event.message
+            partition, offset = msg.partition, msg.offset
+            stage = kernel.stages[index]
+            for element, tick in ticks_of(event, report=index == 0):
+                symbol = tick.symbol
+                if durable:
+                    cursor = f"{name}/{symbol}"
+                    if cursor not in cursors:
+                        await load(name, partition, stage.state, symbol)
+                        saved = restore(cursor, symbol)
+                        if saved is not None:
+                            cursors[cursor] = saved
+                    if checkpointer.skip(cursors.get(cursor), partition, offset, element):
+                        continue
+                    cursors[cursor] = (partition, offset, element)
+                if index == 0:
+                    counters.ticks += 1
+                vote = kernel.vote(index, tick)
+                if vote is not None:
+                    out.send_soon(key=symbol.encode(), value=encode_vote(vote))
+
+        async def run(stream: Any) -> None:  # faust.Stream; StreamT lacks take_events
+            await run_batches(stream, handle)
+
+        app.agent(ticks_t, name=f"stage-{name}")(run)
+
+    async def handle_vote(event: Any) -> None:
         try:
             vote = decode_vote(event.value)
         except DecodeError as e:
             log.error("undecodable vote skipped: %s", e)
             return
         msg = event.message
-        js = join.state(vote.symbol)  # both loads first: they may fail, nothing changed yet
-        voter.state(vote.symbol)
-        if checkpointer.skip(js.position, msg.partition, msg.offset):
-            return
+        symbol = vote.symbol
+        if durable:
+            cursor = f"{JOIN}/{symbol}"
+            if cursor not in cursors:
+                await load("voting", msg.partition, kernel.load_join, symbol)
+                saved = restore(cursor, symbol)
+                if saved is not None:
+                    cursors[cursor] = saved
+            if checkpointer.skip(cursors.get(cursor), msg.partition, msg.offset):
+                return
+            cursors[cursor] = (msg.partition, msg.offset, 0)
         counters.votes += 1
-        emit(join.add(vote, now))
-        js.position = (msg.partition, msg.offset)
+        for decision in kernel.join(vote, time.monotonic()):
+            emit(decision)
 
-    @app.agent(votes_t, name="voting")
-    async def voting(stream: Any) -> None:
-        async for events in batches(stream):
+    if topo == "split":
+        for i, name in enumerate(names):
+            stage_agent(i, name)
+
+        async def voting(stream: Any) -> None:
+            await run_batches(stream, handle_vote)
+
+        app.agent(votes_t, name="voting")(voting)
+
+        @app.timer(interval=max(join_timeout_s / 4, 0.05))  # type: ignore[untyped-decorator]
+        async def expire_joins() -> None:
             async with gate:
-                for event in events:
-                    while True:
-                        try:
-                            handle_vote(event, time.monotonic())
-                            break
-                        except redis.RedisError as e:
-                            await redis_down(e, "voting")
-                due = hold(events)
-            if due:
-                await checkpoint("events")
+                for decision in kernel.expire(time.monotonic()):
+                    emit(decision)
 
-    @app.timer(interval=max(join_timeout_s / 4, 0.05))  # type: ignore[untyped-decorator]
-    async def expire_joins() -> None:
-        async with gate:
-            emit(join.expire(time.monotonic()))
-
-    if durable:
-        assert isinstance(store, RedisStateStore)
-        durable_store = store
+    if redis_store is not None:
+        durable_store = redis_store
 
         def preload(assigned: set[Any]) -> tuple[int, int]:
             """Load the saved state of the assigned partitions before anything is processed,
             so ticks waiting in a restored join expire even if no new vote comes for them.
             Returns (symbols, saved keys) loaded."""
-            parts = {tp.partition for tp in assigned}
-            symbols = set()
-            keys: list[str] = []
-            for key, head, _ in durable_store.headers():
-                if isinstance(head, Exception):
-                    raise head  # never unpickled; the worker stops with the reason
-                keys.append(key)
-                pos = head.meta.get("position")
-                if pos is not None and pos[0] in parts:
-                    symbols.add(key.split("/", 1)[1])
-            for symbol in sorted(symbols):
-                for s in stages:
-                    s.state(symbol)
-                join.state(symbol)
-                voter.state(symbol)
-            return len(symbols), sum(1 for k in keys if k.split("/", 1)[1] in symbols)
+            symbols: set[str] = set()
+            keys = 0
+            ticks_name = runtime.topic("ticks")
+            for tp in sorted(assigned, key=lambda tp: (tp.topic, tp.partition)):
+                for key, head, _ in durable_store.headers([tp.partition]):
+                    if isinstance(head, Exception):
+                        raise head  # never unpickled; the worker stops with the reason
+                    owner, symbol = key.split("/", 1)
+                    from_ticks = owner in names or topo == "fused"
+                    if from_ticks != (tp.topic == ticks_name):
+                        continue  # this owner follows the other topic's partitions
+                    durable_store.partition = tp.partition
+                    durable_store.get(key)
+                    keys += 1
+                    symbols.add(symbol)
+                    cursor = (
+                        f"{FUSED}/{symbol}"
+                        if topo == "fused"
+                        else f"{owner}/{symbol}"
+                        if owner in names
+                        else f"{JOIN}/{symbol}"
+                    )
+                    saved = restore(cursor, symbol)
+                    if saved is not None:
+                        cursors[cursor] = saved
+            for symbol in sorted(symbols):  # live objects for what was loaded, none created
+                for name in names:
+                    if durable_store.get(state_key(name, symbol)) is not None:
+                        kernel.stages[names.index(name)].state(symbol)
+            if topo == "split":
+                for symbol in sorted(symbols):
+                    if durable_store.get(state_key(JOIN, symbol)) is not None:
+                        kernel.joiner.state(symbol)
+            return len(symbols), keys
 
         # checks the cadence often; a checkpoint is due checkpoint_interval_s after the last
         @app.timer(interval=max(checkpoint_interval_s / 4, 0.01))  # type: ignore[untyped-decorator]
@@ -322,7 +438,7 @@ def create_app(
         async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
             # save what we have, then forget it: the partitions' next owner (maybe another
             # worker) loads the state from Redis; inputs not covered are simply re-delivered
-            saved = await checkpoint("revoked")
+            saved = await checkpointer.checkpoint("revoked")
             async with gate:
                 checkpointer.drop(lambda e: e.message.tp in revoked)
                 if not saved:
@@ -331,10 +447,8 @@ def create_app(
                         "rebuilt from the last checkpoint by their next owner"
                     )
                 durable_store.forget()
-                for s in stages:
-                    s.forget()
-                voter.forget()
-                join.forget()
+                kernel.forget()
+                cursors.clear()
 
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
@@ -344,7 +458,7 @@ def create_app(
                         n, keys = preload(assigned)
                         break
                     except redis.RedisError as e:
-                        await redis_down(e, "assigned partitions'")
+                        await checkpointer.load_failed(e, "assigned partitions'")
                 counters.loaded += keys
                 checkpointer.announce_next()
                 by_topic: dict[str, list[int]] = {}
@@ -375,22 +489,25 @@ def create_app(
 
         @app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def on_shutdown(sender: Any, **kwargs: Any) -> None:
-            await checkpoint("shutdown")
+            await checkpointer.checkpoint("shutdown")
             log.info("at shutdown %s", counters.line())
 
     @app.timer(interval=stats_interval_s)  # type: ignore[untyped-decorator]
     async def report() -> None:
+        join = kernel.joiner if topo == "split" else None
         log.info(
-            "ticks %d, rejected %d, votes %d, signals %d, skipped %d, joins waiting %d, "
-            "timed out %d, released over the bound %d, checkpoints %d (failed %d), unacked %d",
+            "topology %s: ticks %d, rejected %d, votes %d, signals %d, skipped %d, "
+            "joins waiting %d, timed out %d, released over the bound %d, checkpoints %d "
+            "(failed %d), unacked %d",
+            topo,
             counters.ticks,
             counters.rejected,
             counters.votes,
             counters.signals,
             counters.skipped,
-            join.waiting(),
-            join.timed_out,
-            join.overflowed,
+            join.waiting() if join else 0,
+            join.timed_out if join else 0,
+            join.overflowed if join else 0,
             counters.checkpoints,
             counters.checkpoint_failures,
             len(checkpointer.held),
@@ -436,8 +553,17 @@ class _NoStore:
     def touch_all(self) -> None:
         pass
 
-    def checkpoint(self) -> Any:
+    def prepare(self) -> Any:
         raise AssertionError("a memory-state worker never checkpoints")
+
+    def commit(self, prepared: Any) -> Any:
+        raise AssertionError("a memory-state worker never checkpoints")
+
+    def committed(self, prepared: Any) -> None:
+        pass
+
+    def failed(self, prepared: Any) -> None:
+        pass
 
 
 def _broker_security(runtime: RuntimeConfig) -> dict[str, Any]:

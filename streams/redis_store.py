@@ -1,15 +1,26 @@
 """Rolling model state in Redis, behind the same StateStore interface as the in-memory store.
 
 Stages and the voting agent keep working on live objects; ``checkpoint`` writes every touched
-key as one sealed blob (see models.sealed) inside a single MULTI/EXEC transaction, so a
-checkpoint is all or nothing. Keys are namespaced by pipeline name:
-``quorum:<pipeline>:state:<owner>/<symbol>``.
+key as one sealed blob (see models.sealed) inside MULTI/EXEC transactions, one per input
+partition, so each partition's state is saved all or nothing.
 
-Checkpoints are fenced: a hash ``quorum:<pipeline>:versions`` holds each key's version, and a
-checkpoint (under WATCH) only writes when every version is still the one this store loaded or
-last wrote. A worker that lost its partitions without noticing (a stall longer than its session)
-therefore cannot overwrite the state its successor has saved since: its checkpoint raises
-:class:`StateFencedError` instead.
+Keys carry a Redis Cluster hash tag per pipeline and input partition,
+``quorum:{<pipeline>:p<partition>}:state:<owner>/<symbol>``, so every key of one partition's
+checkpoint (and its versions hash) lives in one hash slot: the same code runs on one Redis or on
+a cluster, where partitions spread over the nodes. The driver says which partition a key
+belongs to (:attr:`RedisStateStore.partition`, set before it applies an input); a store used
+without partitions (the embedded pipeline, tools) keeps its keys under ``{<pipeline>}``.
+A symbol lives on one partition, so changing a topic's partition count needs a state reset.
+
+Checkpoints are fenced: a hash ``quorum:{<pipeline>:p<N>}:versions`` holds each key's version,
+and a checkpoint (under WATCH) only writes when every version is still the one this store loaded
+or last wrote. A worker that lost its partitions without noticing (a stall longer than its
+session) therefore cannot overwrite the state its successor has saved since: its checkpoint
+raises :class:`StateFencedError` instead.
+
+A checkpoint has two halves so the worker can keep its event loop free: :meth:`prepare`
+(pickle and seal a consistent snapshot, while inputs are paused) and :meth:`commit` (the Redis
+round trips, safe to run in a thread while the live objects change again).
 """
 
 from __future__ import annotations
@@ -17,7 +28,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -25,6 +36,9 @@ import redis
 from models.sealed import SealedHeader, StateIntegrityError, StateSealer
 
 MetaFn = Callable[[str, Any], dict[str, Any]]
+
+#: Header fields that belong to the driver, not the domain state: kept when a key reloads.
+DRIVER_META = frozenset({"position"})
 
 
 class StateFencedError(RuntimeError):
@@ -43,9 +57,30 @@ class CheckpointStats:
     elapsed_ms: float
 
 
+@dataclass
+class PreparedCheckpoint:
+    """A sealed snapshot waiting to be written: blobs and new versions per hash slot."""
+
+    slots: dict[str, dict[str, bytes]] = field(default_factory=dict)  # tag -> key -> blob
+    bases: dict[str, dict[str, int]] = field(default_factory=dict)  # tag -> key -> version
+    seal_ms: float = 0.0
+
+    @property
+    def keys(self) -> int:
+        return sum(len(b) for b in self.slots.values())
+
+    @property
+    def bytes(self) -> int:
+        return sum(len(blob) for b in self.slots.values() for blob in b.values())
+
+
 def redis_client(url: str) -> redis.Redis:
     """A client from a URL: AUTH (``redis://:pw@host``), TLS (``rediss://``), DB (``/0``)."""
     return redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 class RedisStateStore:
@@ -54,13 +89,47 @@ class RedisStateStore:
     ) -> None:
         self.client = client
         self.sealer = sealer
-        self.prefix = f"quorum:{sealer.pipeline}:state:"
-        self.versions_key = f"quorum:{sealer.pipeline}:versions"
+        self.pipeline = sealer.pipeline
         self.writer = uuid.uuid4().hex[:12]  # tells our own earlier writes from others'
         self._meta = meta or (lambda key, value: {})
+        #: the input partition being applied: new keys go to its hash slot (None: no partition)
+        self.partition: int | None = None
         self._live: dict[str, Any] = {}
+        self._tag: dict[str, str] = {}  # key -> hash tag of the slot it lives in
         self._versions: dict[str, int] = {}
+        self._loaded_meta: dict[str, dict[str, Any]] = {}
+        self._driver_meta: dict[str, dict[str, Any]] = {}  # kept across checkpoints
         self._dirty: set[str] = set()
+
+    # --- key layout ---------------------------------------------------------------------------
+
+    def tag(self, partition: int | None) -> str:
+        """The hash tag of a partition's keys (braces included)."""
+        return f"{{{self.pipeline}}}" if partition is None else f"{{{self.pipeline}:p{partition}}}"
+
+    def redis_key(self, key: str, tag: str | None = None) -> str:
+        return f"quorum:{tag or self._tag_of(key)}:state:{key}"
+
+    def versions_key(self, tag: str) -> str:
+        return f"quorum:{tag}:versions"
+
+    def _tag_of(self, key: str) -> str:
+        tag = self._tag.get(key)
+        if tag is None:
+            tag = self.tag(self.partition)
+            self._tag[key] = tag
+        return tag
+
+    def _pattern(self, partition: int | None = None, *, every: bool = False) -> str:
+        pipe = _glob_escape(self.pipeline)
+        if every:  # {pipe} and {pipe:pN}: the next character is '}' or ':'
+            return f"quorum:{{{pipe}[}}:]*state:*"
+        return f"quorum:{_glob_escape(self.tag(partition))}:state:*"
+
+    def _split(self, rkey: bytes | str) -> tuple[str, str]:
+        text = rkey.decode() if isinstance(rkey, bytes) else rkey
+        tag_end = text.index("}:state:") + 1
+        return text[len("quorum:") : tag_end], text[tag_end + len(":state:") :]
 
     # --- StateStore ------------------------------------------------------------------------
 
@@ -68,22 +137,37 @@ class RedisStateStore:
         """The live object, else the checkpointed one (verified before it is unpickled)."""
         if key in self._live:
             return self._live[key]
-        blob = self.client.get(self.prefix + key)
+        blob = self.client.get(self.redis_key(key))
         if blob is None:
             self._versions[key] = 0  # absent: a checkpoint expects nobody to create it first
             return None
         head, value = self.sealer.open(key, bytes(blob))  # type: ignore[arg-type]
         self._live[key] = value
         self._versions[key] = head.version
+        self._loaded_meta[key] = head.meta
+        kept = {k: v for k, v in head.meta.items() if k in DRIVER_META}
+        if kept:
+            self._driver_meta[key] = kept
         return value
 
     def put(self, key: str, value: Any) -> None:
+        self._tag_of(key)
         self._live[key] = value
         self._dirty.add(key)
 
     def keys(self) -> list[str]:
-        stored = {k.decode()[len(self.prefix) :] for k in self._scan()}
+        stored = {self._split(k)[1] for k in self._scan()}
         return sorted(stored | set(self._live))
+
+    def loaded_meta(self, key: str) -> dict[str, Any]:
+        """The header meta of ``key`` as loaded from Redis ({} when it was new): a driver keeps
+        its input positions there, beside the domain state."""
+        return self._loaded_meta.get(key, {})
+
+    def set_meta(self, key: str, meta: dict[str, Any]) -> None:
+        """Driver metadata to save with ``key`` at every later checkpoint (e.g. its position);
+        its names must be in :data:`DRIVER_META` so a reload carries them over."""
+        self._driver_meta[key] = meta
 
     # --- checkpoints -------------------------------------------------------------------------
 
@@ -94,80 +178,119 @@ class RedisStateStore:
     def touch_all(self) -> None:
         self._dirty.update(self._live)
 
-    def checkpoint(self, extra_meta: dict[str, Any] | None = None) -> CheckpointStats:
-        """Write every changed key, sealed, in one fenced transaction; bump each key's version.
+    def prepare(self) -> PreparedCheckpoint:
+        """Seal every changed key as it is now (call with inputs paused); nothing is written."""
+        t0 = time.perf_counter()
+        prepared = PreparedCheckpoint()
+        for key in sorted(self._dirty):
+            value = self._live[key]
+            tag = self._tag_of(key)
+            base = self._versions.get(key, 0)
+            meta = {**self._meta(key, value), **self._driver_meta.get(key, {})}
+            prepared.slots.setdefault(tag, {})[key] = self.sealer.seal(key, value, base + 1, meta)
+            prepared.bases.setdefault(tag, {})[key] = base
+        self._dirty.clear()
+        prepared.seal_ms = (time.perf_counter() - t0) * 1e3
+        return prepared
 
-        Raises :class:`StateFencedError` (nothing written) when another writer got there first.
+    def commit(self, prepared: PreparedCheckpoint) -> CheckpointStats:
+        """Write a prepared snapshot, one fenced transaction per hash slot.
+
+        Raises :class:`StateFencedError` when another writer got to a slot first: that slot is
+        not written (slots written before it were ours to write). Touches no live object, so
+        it may run in a thread; call :meth:`committed` after it, on the owner's thread.
         """
         t0 = time.perf_counter()
-        keys = sorted(self._dirty)
-        if not keys:
-            return CheckpointStats(0, 0, 0.0)
-        while True:  # WATCH covers the whole hash: other workers' checkpoints retry us
+        for tag, blobs in prepared.slots.items():
+            self._commit_slot(tag, blobs, prepared.bases[tag])
+        return CheckpointStats(
+            prepared.keys, prepared.bytes, prepared.seal_ms + (time.perf_counter() - t0) * 1e3
+        )
+
+    def committed(self, prepared: PreparedCheckpoint) -> None:
+        """Record the versions a successful :meth:`commit` wrote."""
+        for bases in prepared.bases.values():
+            for key, base in bases.items():
+                self._versions[key] = base + 1
+
+    def failed(self, prepared: PreparedCheckpoint) -> None:
+        """A commit did not complete: its keys are written again by the next checkpoint."""
+        for blobs in prepared.slots.values():
+            self._dirty.update(k for k in blobs if k in self._live)
+
+    def checkpoint(self) -> CheckpointStats:
+        """Prepare and commit in one call (tools, tests and the embedded pipeline)."""
+        prepared = self.prepare()
+        try:
+            stats = self.commit(prepared)
+        except BaseException:
+            self.failed(prepared)
+            raise
+        self.committed(prepared)
+        return stats
+
+    def _commit_slot(self, tag: str, blobs: dict[str, bytes], bases: dict[str, int]) -> None:
+        keys = list(blobs)
+        versions_key = self.versions_key(tag)
+        while True:  # WATCH covers the slot's versions hash: a concurrent writer retries us
             with self.client.pipeline(transaction=True) as pipe:
                 try:
-                    pipe.watch(self.versions_key)  # type: ignore[no-untyped-call]
-                    stored = pipe.hmget(self.versions_key, keys)
-                    bases = [self._base(k, v) for k, v in zip(keys, stored, strict=True)]
-                    stale = [k for k, base in zip(keys, bases, strict=True) if base is None]
+                    pipe.watch(versions_key)  # type: ignore[no-untyped-call]
+                    stored = pipe.hmget(versions_key, keys)
+                    stale = [
+                        k
+                        for k, v in zip(keys, stored, strict=True)
+                        if not self._ours(bases[k], v)
+                    ]
                     if stale:
                         raise StateFencedError(stale)
-                    versions = {
-                        k: base + 1 for k, base in zip(keys, bases, strict=True) if base is not None
-                    }
-                    blobs = {
-                        k: self.sealer.seal(
-                            k,
-                            self._live[k],
-                            versions[k],
-                            {**self._meta(k, self._live[k]), **(extra_meta or {})},
-                        )
-                        for k in keys
-                    }
                     pipe.multi()
                     for key, blob in blobs.items():
-                        pipe.set(self.prefix + key, blob)
+                        pipe.set(self.redis_key(key, tag), blob)
                     pipe.hset(
-                        self.versions_key,
-                        mapping={k: f"{v}/{self.writer}" for k, v in versions.items()},
+                        versions_key,
+                        mapping={k: f"{bases[k] + 1}/{self.writer}" for k in keys},
                     )
                     pipe.execute()
-                    break
+                    return
                 except redis.WatchError:
                     continue
-        self._versions.update(versions)
-        self._dirty.clear()
-        total = sum(len(b) for b in blobs.values())
-        return CheckpointStats(len(keys), total, (time.perf_counter() - t0) * 1e3)
 
-    def _base(self, key: str, stored: bytes | str | None) -> int | None:
-        """The version to build on, or None when someone else wrote ``key`` since we read it.
+    def _ours(self, base: int, stored: bytes | str | None) -> bool:
+        """May we write version ``base + 1``? Not when someone else wrote the key since we read it.
 
         Our own writer id in the hash means the last write was ours, even one whose reply was
         lost (Redis went away after EXEC): that is not a reason to fence ourselves off.
         """
-        expected = self._versions.get(key, 0)
         if stored is None:
-            return expected
+            return True  # new, or deleted meanwhile (a reset): ours to write
         text = stored.decode() if isinstance(stored, bytes) else stored
         version, _, writer = text.partition("/")
-        if writer == self.writer:
-            return int(version)
-        return expected if int(version) == expected else None
+        return writer == self.writer or int(version) == base
 
     # --- inspection (quorum state ...) --------------------------------------------------------
 
-    def _scan(self) -> Iterator[bytes]:
-        yield from self.client.scan_iter(match=self.prefix + "*", count=500)
+    def _scan(self, partition: int | None = None, *, every: bool = True) -> Iterator[bytes]:
+        yield from self.client.scan_iter(match=self._pattern(partition, every=every), count=500)
 
-    def headers(self) -> list[tuple[str, SealedHeader | StateIntegrityError, int]]:
-        """Every stored key with its verified header (or why it was refused) and its size."""
+    def headers(
+        self, partitions: list[int] | None = None
+    ) -> list[tuple[str, SealedHeader | StateIntegrityError, int]]:
+        """Stored keys with their verified header (or why it was refused) and size: every key
+        of the pipeline, or those of the given input ``partitions``. Learns where each lives."""
+        rkeys: list[bytes] = []
+        if partitions is None:
+            rkeys = list(self._scan())
+        else:
+            for p in partitions:
+                rkeys.extend(self._scan(p, every=False))
         out: list[tuple[str, SealedHeader | StateIntegrityError, int]] = []
-        for rkey in sorted(self._scan()):
-            key = rkey.decode()[len(self.prefix) :]
+        for rkey in sorted(rkeys):
+            tag, key = self._split(rkey)
             blob = self.client.get(rkey)
             if blob is None:
                 continue
+            self._tag.setdefault(key, tag)
             data = bytes(blob)  # type: ignore[arg-type]
             try:
                 out.append((key, self.sealer.header(key, data), len(data)))
@@ -179,16 +302,25 @@ class RedisStateStore:
         """Drop live objects (after a rebalance); the next get reloads the saved state."""
         self._live.clear()
         self._dirty.clear()
+        self._loaded_meta.clear()
+        self._driver_meta.clear()
+        self._tag.clear()
 
     def delete(self, keys: list[str]) -> int:
+        if not keys:
+            return 0
+        if any(k not in self._tag for k in keys):
+            self.headers()  # learn where they live
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            tag = self._tag_of(key)
+            pipe.delete(self.redis_key(key, tag))
+            pipe.hdel(self.versions_key(tag), key)
+        replies = pipe.execute()
         for key in keys:
             self._live.pop(key, None)
             self._dirty.discard(key)
             self._versions.pop(key, None)
-        if not keys:
-            return 0
-        pipe = self.client.pipeline(transaction=True)
-        pipe.delete(*(self.prefix + k for k in keys))
-        pipe.hdel(self.versions_key, *keys)
-        deleted, _ = pipe.execute()
-        return int(deleted)
+            self._loaded_meta.pop(key, None)
+            self._driver_meta.pop(key, None)
+        return int(sum(replies[0::2]))

@@ -40,7 +40,18 @@ class Store:
     def touch_all(self) -> None:
         self.log.append("touch")
 
-    def checkpoint(self) -> CheckpointStats:
+    def prepare(self) -> str:
+        self.log.append("sealed")
+        return "snapshot"
+
+    def committed(self, prepared: str) -> None:
+        assert prepared == "snapshot"
+
+    def failed(self, prepared: str) -> None:
+        self.log.append("retry later")
+
+    def commit(self, prepared: str) -> CheckpointStats:
+        assert prepared == "snapshot"
         if self.fenced:
             raise StateFencedError(["momentum/BTCUSDT"])
         if self.down:
@@ -105,7 +116,7 @@ def test_acks_are_released_only_after_a_successful_save_in_that_order() -> None:
     order: list[str] = []
     batch[0].ack = lambda: order.append(f"ack after {store.log[-1]}")  # type: ignore[method-assign]
     assert run(cp.checkpoint("events")) is True
-    assert store.log == ["flush", "touch", "saved"]
+    assert store.log == ["flush", "touch", "sealed", "saved"]
     assert order == ["ack after saved"]
     assert batch[1].acked == 1 and cp.held == []
     assert cp.counters.checkpoints == 1 and cp.counters.checkpoint_failures == 0
@@ -304,7 +315,7 @@ def test_a_revoke_with_nothing_held_still_meets_the_fence() -> None:
     cp, store, _, fenced = make(every=100)
     assert run(cp.checkpoint("events")) is True and store.log == []  # cadence: no write
     assert run(cp.checkpoint("revoked")) is True
-    assert store.log == ["flush", "touch", "saved"]
+    assert store.log == ["flush", "touch", "sealed", "saved"]
     store.fenced = True
     assert run(cp.checkpoint("revoked")) is False
     assert cp.counters.fenced == 1 and len(fenced) == 1

@@ -43,7 +43,8 @@ def test_defaults() -> None:
         "signals",
         "ticks.rejected",
     ]
-    assert rt.topics.partitions == 6
+    assert rt.topics.partitions == 12  # docs/SCALING.md: room for 12 workers per group
+    assert rt.topology == "fused"
     assert rt.librdkafka() == {
         "bootstrap.servers": "127.0.0.1:9092",
         "security.protocol": "PLAINTEXT",
@@ -222,3 +223,15 @@ def test_join_bound_from_file_and_env(tmp_path: Path) -> None:
         load_config(path, environ={"QUORUM_JOIN_MAX_WAITING": "0"})
     # a memory bound only: never part of a signal's identity
     assert load_config(path, environ=env).config_hash() == load_config(environ={}).config_hash()
+
+
+def test_topology_comes_from_the_file_or_quorum_topology() -> None:
+    # catches: a worker that ignores runtime.topology, or a typo that silently runs fused
+    assert RuntimeConfig.from_sources({"topology": "split"}, {}).topology == "split"
+    assert RuntimeConfig.from_sources({}, {"QUORUM_TOPOLOGY": "split"}).topology == "split"
+    assert (
+        RuntimeConfig.from_sources({"topology": "split"}, {"QUORUM_TOPOLOGY": "fused"}).topology
+        == "fused"
+    )
+    with pytest.raises(RuntimeConfigError, match="QUORUM_TOPOLOGY"):
+        RuntimeConfig.from_sources({}, {"QUORUM_TOPOLOGY": "fussed"})
