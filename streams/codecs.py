@@ -1,10 +1,16 @@
 """JSON encodings (orjson) of ticks, votes and signals: the wire format of every topic and file.
 
 Encoding is canonical (fixed key order, shortest float repr) so equal records give equal bytes.
+
+A ``ticks`` record is either one tick (a JSON object, ``tick.schema.json``) or a batch of ticks
+of one partition (a non-empty JSON array of those objects, ``tick-batch.schema.json``); the
+first non-whitespace byte (``{`` or ``[``) tells them apart. :func:`decode_tick_record` reads
+both, one result per tick, so one bad element never costs its neighbours.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -26,6 +32,11 @@ from streams.validation import InvalidTick, validate
 
 class DecodeError(ValueError):
     """Bytes that are not a valid record; the message is the reject reason."""
+
+
+class RecordDecodeError(DecodeError):
+    """A ticks record undecodable as a whole (bad JSON, not an object or array, an empty
+    array): no element index applies, unlike an error about one item of a batch."""
 
 
 def tick_to_dict(tick: Tick) -> dict[str, Any]:
@@ -132,6 +143,58 @@ def decode_tick(data: bytes | str) -> Tick:
     except orjson.JSONDecodeError as e:
         raise DecodeError(f"malformed JSON: {e}") from None
     return tick_from_dict(obj)
+
+
+def encode_tick_batch(ticks: Sequence[Tick]) -> bytes:
+    """A batch record: the JSON array of the ticks' objects, in order (canonical like one)."""
+    if not ticks:
+        raise ValueError("a tick batch needs at least one tick")
+    return orjson.dumps([tick_to_dict(t) for t in ticks])
+
+
+_JSON_SPACE = b" \t\n\r"
+
+
+def is_tick_batch(raw: bytes) -> bool:
+    """Whether a ticks record is written as a batch (a JSON array), judged by its first byte.
+
+    Tells a bad batch from a bad single tick without parsing, e.g. to add the element's index
+    to a dead letter; says nothing about the record being valid.
+    """
+    return raw.lstrip(_JSON_SPACE)[:1] == b"["
+
+
+def decode_tick_record(raw: bytes) -> list[Tick | DecodeError]:
+    """Every tick of a ticks record, in order: a Tick, or the DecodeError saying why not.
+
+    A single tick gives one element; a batch gives one per array item (the position is the
+    item's index, the message is what :func:`decode_tick` would say of that item alone); a
+    record that is neither (bad JSON, another JSON type, an empty array) gives one
+    :class:`RecordDecodeError`, so a dead letter can tell it from a bad first item.
+    Never raises for bad input: the worker dead-letters the errors and processes the rest.
+    Parses the record once (this is the worker's hot path) and validates each item in place.
+    """
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:  # also non-bytes input and too-deep nesting
+        return [RecordDecodeError(f"malformed JSON: {e}")]
+    kind = type(obj)
+    if kind is list:
+        if not obj:
+            return [RecordDecodeError("a tick batch must hold at least one tick, got []")]
+        out: list[Tick | DecodeError] = []
+        for item in obj:
+            try:
+                out.append(tick_from_dict(item))
+            except DecodeError as e:
+                out.append(e)
+        return out
+    if kind is dict:
+        try:
+            return [tick_from_dict(obj)]
+        except DecodeError as e:
+            return [e]
+    return [RecordDecodeError("a ticks record must be a JSON object (a tick) or an array of ticks")]
 
 
 def vote_to_dict(v: Vote) -> dict[str, Any]:

@@ -5,7 +5,9 @@
 - encode/decode round-trips ticks, votes and signals exactly (tiny and huge finite floats,
   unicode symbols);
 - the strict decoders and the JSON Schemas agree on generated and mutated records, except for
-  the two rules a schema cannot express (an integer written as a float literal, bid < ask).
+  the two rules a schema cannot express (an integer written as a float literal, bid < ask);
+- batch ticks records: round trips, bad items reported exactly at their indices, any bytes
+  decoded without an exception, and agreement with ``tick-batch.schema.json``.
 
 Runs are derandomized and use no example database, so CI sees the same examples every time.
 """
@@ -24,6 +26,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from referencing import Registry, Resource
 
 from models.records import (
     Action,
@@ -39,13 +42,17 @@ from models.records import (
 )
 from streams.codecs import (
     DecodeError,
+    RecordDecodeError,
     decode_signal,
     decode_tick,
+    decode_tick_record,
     decode_vote,
     encode_signal,
     encode_tick,
+    encode_tick_batch,
     encode_vote,
     signal_to_dict,
+    tick_from_dict,
     tick_to_dict,
     vote_to_dict,
 )
@@ -61,18 +68,27 @@ FAST = settings(
 )
 SCHEMAS = Path(__file__).parents[2] / "streams" / "schemas"
 I64 = 2**63 - 1
+# every schema under its $id, so tick-batch's "$ref": "tick.schema.json" resolves offline
+REGISTRY: Registry = Registry().with_resources(
+    (r.id() or "", r)
+    for r in (
+        Resource.from_contents(json.loads(p.read_text()))
+        for p in sorted(SCHEMAS.glob("*.schema.json"))
+    )
+)
 
 
 def _validator(name: str) -> jsonschema.Draft202012Validator:
     schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    return jsonschema.Draft202012Validator(schema, registry=REGISTRY)
 
 
-TICK_SCHEMA, VOTE_SCHEMA, SIGNAL_SCHEMA = (
+TICK_SCHEMA, VOTE_SCHEMA, SIGNAL_SCHEMA, TICK_BATCH_SCHEMA = (
     _validator("tick"),
     _validator("vote"),
     _validator("signal"),
+    _validator("tick-batch"),
 )
 
 # --- strategies of valid records -----------------------------------------------------------
@@ -316,6 +332,127 @@ def test_float_literal_ts_is_the_documented_exception() -> None:
     data = orjson.dumps(record)
     assert TICK_SCHEMA.is_valid(orjson.loads(data))  # JSON Schema: 6.3e17 is an integer
     assert not _decodes(decode_tick, data)  # the decoder: an integer literal or nothing
+
+
+# --- batch ticks records ---------------------------------------------------------------------
+
+tick_lists = st.lists(ticks, min_size=1, max_size=30)
+# items no decoder may take: wrong types, a bad field, a crossed quote, unknown fields
+bad_items = st.one_of(
+    st.sampled_from([None, 0, 1.5, True, "trade", [], {}, [{"type": "trade"}]]),
+    ticks.map(lambda t: tick_to_dict(t) | {"ts": str(t.ts)}),
+    ticks.map(lambda t: tick_to_dict(t) | {"venue": "X"}),
+    ticks.map(lambda t: {k: v for k, v in tick_to_dict(t).items() if k != "symbol"}),
+    quotes().map(lambda q: tick_to_dict(q) | {"bid": q.ask}),
+    trades.map(lambda t: tick_to_dict(t) | {"price": -t.price}),
+)
+
+
+@FAST
+@given(tick_lists)
+def test_tick_batch_round_trip_is_exact(batch: list[Tick]) -> None:
+    data = encode_tick_batch(batch)
+    assert decode_tick_record(data) == batch
+    assert TICK_BATCH_SCHEMA.is_valid(orjson.loads(data))
+    assert decode_tick_record(encode_tick(batch[0])) == [batch[0]]  # the single form too
+
+
+@st.composite
+def batches_with_bad_items(draw: st.DrawFn) -> tuple[list[Any], set[int], list[Tick]]:
+    """(items, indices of the bad ones, the good ticks in order)."""
+    good = draw(tick_lists)
+    items: list[Any] = [tick_to_dict(t) for t in good]
+    where = draw(st.sets(st.integers(0, len(items)), min_size=1, max_size=len(items) + 1))
+    for i in sorted(where):  # ascending: each insert lands at its final index
+        items.insert(i, draw(bad_items))
+    return items, where, good
+
+
+@FAST
+@given(batches_with_bad_items())
+def test_bad_batch_items_are_errors_exactly_at_their_indices(
+    case: tuple[list[Any], set[int], list[Tick]],
+) -> None:
+    # catches a decoder that drops the bad item (shifting the indices), gives up on the rest
+    # of the record, or lets one item's error leak onto another
+    items, bad, good = case
+    got = decode_tick_record(orjson.dumps(items))
+    assert len(got) == len(items)
+    assert {i for i, x in enumerate(got) if isinstance(x, DecodeError)} == bad
+    for i in bad:
+        assert not isinstance(got[i], RecordDecodeError) and str(got[i])
+        with pytest.raises(DecodeError) as alone:  # the same verdict as the item alone
+            tick_from_dict(items[i])
+        assert str(alone.value) == str(got[i])
+    assert [x for i, x in enumerate(got) if i not in bad] == good  # unchanged, in order
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=12,
+)
+
+
+@FAST
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.binary(max_size=40).map(lambda b: b"[" + b),
+        st.binary(max_size=40).map(lambda b: b"[" + encode_tick(Trade("A", TS_MIN_NS, 1, 1)) + b),
+        json_values.map(lambda v: orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS)),
+        st.lists(st.one_of(bad_items, json_values), max_size=5).map(orjson.dumps),
+    )
+)
+def test_decode_tick_record_never_raises_whatever_the_bytes(raw: bytes) -> None:
+    # the worker calls it on every record: an exception would stall or kill a partition
+    got = decode_tick_record(raw)
+    assert got and all(isinstance(x, Tick | DecodeError) for x in got)
+    assert all(validate(x) is x for x in got if not isinstance(x, DecodeError))
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        assert len(got) == 1 and isinstance(got[0], RecordDecodeError)
+        return
+    if type(obj) is list and obj:
+        assert len(got) == len(obj)  # one result per item, whatever the items are
+        assert not any(isinstance(x, RecordDecodeError) for x in got)
+    elif type(obj) is not dict:
+        assert len(got) == 1 and isinstance(got[0], RecordDecodeError)
+
+
+@st.composite
+def tick_batch_mutations(draw: st.DrawFn) -> tuple[Any, list[tuple[str, object]]]:
+    """A batch with some items mutated as in tick_mutations, or a record that is not one."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.sampled_from([[], {}, None, 1, "x", [[]]])), []
+    items: list[Any] = []
+    changes: list[tuple[str, object]] = []
+    for _ in range(draw(st.integers(1, 6))):
+        d, key, value = draw(tick_mutations())
+        items.append(d)
+        changes.append((key, value))
+    return items, changes
+
+
+@FAST
+@given(tick_batch_mutations())
+def test_tick_batch_decoder_and_schema_agree(case: tuple[Any, list[tuple[str, object]]]) -> None:
+    # the record as a whole: the schema accepts it iff every item decodes (but for the two
+    # rules a schema cannot express, per item, as for single ticks)
+    record, changes = case
+    data = orjson.dumps(record)
+    schema_ok = TICK_BATCH_SCHEMA.is_valid(orjson.loads(data))
+    got = decode_tick_record(data)
+    decoder_ok = type(record) is list and all(not isinstance(x, DecodeError) for x in got)
+    if decoder_ok:
+        assert schema_ok, record
+    elif schema_ok:
+        assert type(record) is list
+        for item, (key, value), x in zip(record, changes, got, strict=True):
+            if isinstance(x, DecodeError):
+                crossed = item.get("type") == "quote" and item["bid"] >= item["ask"]
+                assert crossed or (key == "ts" and _float_in_int(value)), item
 
 
 # --- the readers, whatever comes in ----------------------------------------------------------

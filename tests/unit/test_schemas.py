@@ -8,19 +8,33 @@ from pathlib import Path
 import jsonschema
 import orjson
 import pytest
+from referencing import Registry, Resource
 
 from models.records import Label, Outcome, Quote, Trade, Vote
 from quorum import run_backtest
-from streams.codecs import encode_tick, encode_vote
+from streams.codecs import encode_tick, encode_tick_batch, encode_vote
 from tests.conftest import SAMPLE_FILES
 
 SCHEMAS = Path(__file__).parents[2] / "streams" / "schemas"
+# every schema under its $id, so a relative "$ref": "tick.schema.json" resolves offline
+REGISTRY: Registry = Registry().with_resources(
+    (r.id() or "", r)
+    for r in (
+        Resource.from_contents(json.loads(p.read_text()))
+        for p in sorted(SCHEMAS.glob("*.schema.json"))
+    )
+)
 
 
 def _validator(name: str) -> jsonschema.Draft202012Validator:
     schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    return jsonschema.Draft202012Validator(schema, registry=REGISTRY)
+
+
+def test_every_schema_has_its_file_name_as_id() -> None:
+    for path in sorted(SCHEMAS.glob("*.schema.json")):
+        assert json.loads(path.read_text())["$id"] == f"quorum/{path.name}"
 
 
 def test_ticks_and_votes_match_their_schemas() -> None:
@@ -38,6 +52,23 @@ def test_ticks_and_votes_match_their_schemas() -> None:
         tick.validate({"type": "trade", "symbol": "A", "ts": 1, "price": 1, "size": 1})
     vote = Vote("s", "s:1", 3, "A", 9, 1, None, (Outcome(2, Label.UP),))
     _validator("vote").validate(orjson.loads(encode_vote(vote)))
+
+
+def test_tick_batches_match_their_schema() -> None:
+    batch = _validator("tick-batch")
+    t0 = 1_723_161_255_000_000_000
+    ticks = [Trade("A", t0, 2.0, 3.0, "buy"), Quote("B", t0, 1.0, 2.0, 0, 1), Trade("A", t0, 2, 1)]
+    batch.validate(orjson.loads(encode_tick_batch(ticks)))
+    batch.validate(orjson.loads(encode_tick_batch(ticks[:1])))
+    good = orjson.loads(encode_tick(ticks[0]))
+    for bad in (
+        [],  # minItems 1
+        good,  # a single tick is the other form, not a batch
+        [good, {**good, "price": "2"}],  # one bad item fails the record as a whole
+        [good, [good]],  # no nesting
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            batch.validate(bad)
 
 
 def test_backtest_outputs_match_their_schemas(tmp_path: Path) -> None:
