@@ -1,5 +1,6 @@
 """Replay onto the real broker and read back: ticks exactly once and in order, pacing, rejects,
-and the signal reader's de-duplication, symbol filter and start position.
+packed records on the partitions librdkafka gives their symbols, and the signal reader's
+de-duplication, symbol filter and start position.
 
 Each test gets its own topic prefix (so tests can share the broker) and deletes its topics.
 """
@@ -15,10 +16,11 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from config.runtime import RuntimeConfig
-from models.records import Action, Signal, StageVote
-from streams.codecs import decode_tick, encode_signal
+from models.records import Action, Signal, StageVote, Tick
+from streams.codecs import DecodeError, decode_tick, decode_tick_record, encode_signal
+from streams.partitioner import partition_for
 from streams.readers import read_ticks
-from streams.replay import replay
+from streams.replay import DEFAULT_PACK, replay
 from streams.signal_consumer import ConsumerStats, iter_signals
 from tests.conftest import SAMPLE_FILES
 from tests.integration.conftest import drain as _drain
@@ -43,8 +45,9 @@ def _timestamp_lag(rt: RuntimeConfig, topic: str, n: int = 50) -> list[int]:
         while time.monotonic() < deadline and len(lags) < n:
             msg = consumer.poll(0.5)
             if msg is not None and msg.error() is None:
-                ts = decode_tick(msg.value() or b"").ts
-                lags.append(ts - msg.timestamp()[1] * 1_000_000)
+                first = decode_tick_record(msg.value() or b"")[0]  # a pack: its first tick
+                assert not isinstance(first, DecodeError), first
+                lags.append(first.ts - msg.timestamp()[1] * 1_000_000)
         assert len(lags) == n
         return lags
     finally:
@@ -116,6 +119,46 @@ def test_bad_rows_are_rejected_to_their_topic(rt: RuntimeConfig, tmp_path: Path)
     assert [r["line"] for r in rejects] == [3, 4, 5]
     assert all(r["file"] == str(path) and r["reason"] and r["raw"] for r in rejects)
     assert "price" in rejects[0]["reason"] and "not-a-time" in rejects[1]["raw"]
+
+
+def test_packed_records_land_where_single_records_do(rt: RuntimeConfig) -> None:
+    """The same ticks replayed unpacked (librdkafka's murmur2_random places them by key), then
+    packed (streams.partitioner places them): each symbol on one partition, the same one, in
+    order, every tick once."""
+    expected = list(read_ticks(SAMPLE_FILES))
+    single = replay(SAMPLE_FILES, rt, pack=None)
+    packed = replay(SAMPLE_FILES, rt, pack=DEFAULT_PACK)
+    assert single.sent == packed.sent == len(expected)
+    assert (single.records, packed.pack) == (len(expected), DEFAULT_PACK)
+    assert len(expected) / DEFAULT_PACK <= packed.records < len(expected) / 10
+    got = _drain(rt, rt.topic("ticks"))
+    assert len(got) == single.records + packed.records
+    by_librdkafka: dict[str, set[int]] = {}
+    by_us: dict[str, set[int]] = {}
+    ticks: list[Tick] = []  # of the packed records, in per-partition order
+    for partition, key, value in got:
+        if value.startswith(b"{"):
+            by_librdkafka.setdefault(key.decode(), set()).add(partition)
+            continue
+        assert value.startswith(b"[")
+        decoded = decode_tick_record(value)
+        items = [t for t in decoded if not isinstance(t, DecodeError)]
+        assert len(items) == len(decoded) and 1 <= len(items) <= DEFAULT_PACK, decoded
+        symbols = {t.symbol for t in items}
+        assert key == (items[0].symbol.encode() if len(symbols) == 1 else b"")  # b"": None
+        for tick in items:
+            by_us.setdefault(tick.symbol, set()).add(partition)
+        ticks += items
+    assert (
+        by_us
+        == by_librdkafka
+        == {s: {partition_for(s.encode(), rt.topics.partitions)} for s in ("BTCUSDT", "ETHUSDT")}
+    )
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        assert [t for t in ticks if t.symbol == symbol] == [
+            t for t in expected if t.symbol == symbol
+        ]
+    assert all(0 <= d < 1_000_000 for d in _timestamp_lag(rt, rt.topic("ticks")))
 
 
 def _signal(sid: str, symbol: str, seq: int) -> Signal:
