@@ -7,6 +7,7 @@ from typing import Any
 from agents.join import JoinState
 from agents.stage import StageState
 from agents.voting import VoterState
+from models.labels import Labeler
 
 
 def _params(model: Any) -> Any:
@@ -46,6 +47,14 @@ def describe(value: Any) -> dict[str, Any]:
             "waiting_ticks": len(value.pending),
             "released_seq": value.released,
         }
+    if isinstance(value, Labeler):
+        return {
+            "kind": "labels",
+            "horizon_ns": value.horizon_ns,
+            "pending_labels": len(value.pending),
+            "dropped_labels": value.dropped,
+            "reference_price": value.ref.value,
+        }
     if isinstance(value, VoterState):
         return {
             "kind": "voting",
@@ -70,6 +79,8 @@ def meta(key: str, value: Any) -> dict[str, Any]:
         }
     if isinstance(value, JoinState):
         return {"waiting_ticks": len(value.pending)}
+    if isinstance(value, Labeler):
+        return {"pending_labels": len(value.pending)}
     if isinstance(value, VoterState):
         return {"weights": dict(value.weights.weights)}
     return {}

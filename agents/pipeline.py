@@ -10,16 +10,36 @@ Kafka positions are driver metadata and live in the driver, never in these state
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from agents.join import VoteJoin
-from agents.stage import Stage
+from agents.stage import Stage, StageState
 from agents.voting import Decision, Voter
 from config.settings import PipelineConfig
-from models.records import Tick, Vote
-from models.state import MemoryStateStore, StateStore
+from models.labels import Labeler
+from models.records import Label, Outcome, Tick, Vote
+from models.state import MemoryStateStore, StateStore, state_key
+
+#: State owner of the fused path's shared labels (one labeler per symbol for every stage).
+LABELS = "labels"
+
+
+@dataclass(slots=True)
+class _Book:
+    """One symbol's live states on the fused path (each is saved under its own key)."""
+
+    labels: Labeler
+    stages: list[StageState]  # outcomes for the next trigger wait in the first one's unsent
 
 
 class Pipeline:
-    """Every stage, then the voter; or, split, one stage at a time and the join."""
+    """Every stage, then the voter; or, split, one stage at a time and the join.
+
+    Fused, the stages share one labeler per symbol: every stage sees the same ticks, so their
+    labels are the same, and computing them once per tick instead of once per stage is most
+    of the fused path's saving. Split, each stage labels its own ticks (it runs alone); the
+    labels agree, and the unit and integration parity tests hold the two paths together.
+    """
 
     def __init__(
         self,
@@ -37,24 +57,78 @@ class Pipeline:
         self._join: VoteJoin | None = None
         self._join_timeout_s = join_timeout_s
         self._max_waiting = max_waiting
+        self._triggers = frozenset(cfg.trigger)
+        # the shared labeler keeps the tightest of the stages' bounds (equal by default)
+        self._max_pending = min(s.max_pending for s in cfg.stages)
+        self._books: dict[str, _Book] = {}
 
     # --- fused: one call per tick ------------------------------------------------------------
 
     def process(self, tick: Tick) -> Decision | None:
-        """Feed one validated tick; a decision comes back for trigger ticks."""
-        votes = [stage.process(tick) for stage in self.stages]
-        if votes[0] is None:
-            return None
-        return self.voter.process([v for v in votes if v is not None])
+        """Feed one validated tick; a decision comes back for trigger ticks.
 
-    def load(self, symbol: str) -> None:
+        Per stage, the same steps as :meth:`Stage.process`: learn what resolved (labels from
+        the reference price at the deadline, before this tick is applied), apply the tick,
+        and on a trigger predict and hold the example until its label exists.
+        """
+        book = self._books.get(tick.symbol) or self.load(tick.symbol)
+        labels = book.labels
+        states = book.stages
+        queue = labels.pending
+        if queue and queue[0].deadline < tick.ts:  # cheap test first: most ticks resolve nothing
+            stages = self.stages
+            unsent = states[0].unsent
+            for pending, label in labels.resolve(tick.ts):
+                unsent.append(Outcome(pending.seq, label))
+                if label is not Label.FLAT:
+                    up = label is Label.UP
+                    for stage, st, example in zip(stages, states, pending.payload, strict=True):
+                        stage.learn(st, example, up)
+        ref = labels.ref
+        ref.update(tick)
+        price = ref.value
+        for st in states:
+            st.seq += 1
+            st.extractor.update(tick, price)
+        if tick.kind not in self._triggers:
+            return None
+        seq = states[0].seq
+        examples = []
+        votes = []
+        for stage, st in zip(self.stages, states, strict=True):
+            x, raw, p_up = stage.predict(st)
+            examples.append((x, raw))
+            votes.append((stage.name, stage.model_id, st.learned, p_up))
+        labels.add(seq, tick.ts, tuple(examples))
+        unsent = states[0].unsent
+        outcomes = [(o.seq, o.label) for o in unsent]
+        unsent.clear()
+        return self.voter.decide(tick.symbol, seq, tick.ts, votes, outcomes)
+
+    def load(self, symbol: str) -> _Book:
         """Load (or create) every state of ``symbol`` now, before any of it changes: a driver
         calls this first so a store failure leaves nothing half applied."""
-        for stage in self.stages:
-            stage.state(symbol)
+        book = self._books.get(symbol)
+        if book is not None:
+            return book
+        key = state_key(LABELS, symbol)
+        labels = self.store.get(key)
+        states = [stage.state(symbol) for stage in self.stages]
         self.voter.state(symbol)
-        if self._join is not None:
-            self._join.state(symbol)
+        if labels is None:
+            labels = Labeler(self.cfg.horizon_ns, self.cfg.dead_band_bps, self._max_pending)
+            self.store.put(key, labels)
+        book = _Book(labels, states)
+        self._books[symbol] = book
+        return book
+
+    def loaded(self, symbol: str) -> bool:
+        """Whether every fused-path state of ``symbol`` is live (no store access needed)."""
+        return symbol in self._books
+
+    def labels(self, symbol: str) -> Labeler:
+        """The fused path's shared labeler of ``symbol`` (pending and dropped labels)."""
+        return self.load(symbol).labels
 
     # --- split: stages apart, joined before the voter ---------------------------------------------
 
@@ -90,6 +164,7 @@ class Pipeline:
 
     def forget(self) -> None:
         """Drop live state (after a rebalance): the next tick reloads it from the store."""
+        self._books.clear()
         for stage in self.stages:
             stage.forget()
         self.voter.forget()

@@ -42,7 +42,12 @@ class Stage:
     def __init__(
         self, cfg: StageConfig, pipeline: PipelineConfig, store: StateStore | None = None
     ) -> None:
-        extractor_cls = EXTRACTORS[cfg.extractor]
+        extractor_cls = EXTRACTORS.get(cfg.extractor)
+        if extractor_cls is None:
+            raise StageConfigError(
+                f"stages.{cfg.name}.extractor: unknown {cfg.extractor!r}; "
+                f"known: {sorted(EXTRACTORS)}"
+            )
         unknown = [f for f in cfg.features if f not in extractor_cls.FEATURES]
         if unknown:
             raise StageConfigError(
@@ -96,17 +101,13 @@ class Stage:
             for pending, label in labeler.resolve(tick.ts):
                 st.unsent.append(Outcome(pending.seq, label))
                 if label is not Label.FLAT:
-                    self._learn(st, pending.payload, label is Label.UP)
+                    self.learn(st, pending.payload, label is Label.UP)
         ref = labeler.ref
         ref.update(tick)
         st.extractor.update(tick, ref.value)
         if tick.kind not in self._triggers:
             return None
-        x = st.extractor.features(self.features)
-        raw = self._raw_p_up(st, x)
-        p_up: float | None = None
-        if st.learned >= self.cfg.warmup and raw is not None:
-            p_up = st.calibrator.predict_one(raw) if st.calibrator is not None else raw
+        x, raw, p_up = self.predict(st)
         st.labeler.add(st.seq, tick.ts, (x, raw))
         outcomes = tuple(st.unsent)
         st.unsent.clear()
@@ -121,6 +122,15 @@ class Stage:
             outcomes=outcomes,
         )
 
+    def predict(self, st: StageState) -> tuple[dict[str, float], float | None, float | None]:
+        """Features, raw and calibrated P(up) of the state as it is now (None: abstain)."""
+        x = st.extractor.features(self.features)
+        raw = self._raw_p_up(st, x)
+        p_up: float | None = None
+        if st.learned >= self.cfg.warmup and raw is not None:
+            p_up = st.calibrator.predict_one(raw) if st.calibrator is not None else raw
+        return x, raw, p_up
+
     @staticmethod
     def _raw_p_up(st: StageState, x: dict[str, float]) -> float | None:
         if st.learned == 0:
@@ -132,7 +142,8 @@ class Stage:
         return float(p)
 
     @staticmethod
-    def _learn(st: StageState, payload: tuple[dict[str, float], float | None], up: bool) -> None:
+    def learn(st: StageState, payload: tuple[dict[str, float], float | None], up: bool) -> None:
+        """Learn one labelled example (its features and raw P(up) at prediction time)."""
         x, raw = payload
         if raw is not None and st.calibrator is not None:
             st.calibrator.learn_one(raw, up)

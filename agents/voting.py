@@ -82,14 +82,50 @@ class Voter:
     def process(self, votes: Sequence[Vote]) -> Decision:
         """Learn from the outcomes the votes carry, then combine the votes into a signal.
 
-        ``votes`` are for one tick; stages absent from it are reported as missing.
+        ``votes`` are for one tick (the split topology's join releases them); stages absent
+        from it are reported as missing.
         """
         first = votes[0]
-        symbol, seq, ts = first.symbol, first.seq, first.ts
-        st = self.state(symbol)
-        scored = self._learn(st, symbol, votes)
+        outcomes: dict[int, Label] = {}
+        for v in votes:
+            for o in v.outcomes:
+                outcomes[o.seq] = o.label
+        names = self.stage_names
+        if len(votes) == len(names) and all(
+            v.stage == n for v, n in zip(votes, names, strict=True)
+        ):  # the usual case: every stage voted, in config order
+            ordered: Sequence[Vote] = votes
+            missing: tuple[str, ...] = ()
+        else:
+            by_stage = {v.stage: v for v in votes}
+            ordered = [by_stage[n] for n in names if n in by_stage]
+            missing = tuple(n for n in names if n not in by_stage)
+        return self.decide(
+            first.symbol,
+            first.seq,
+            first.ts,
+            [(v.stage, v.model, v.version, v.p_up) for v in ordered],
+            sorted(outcomes.items()),
+            missing,
+        )
 
-        probs = {v.stage: v.p_up for v in votes if v.p_up is not None}
+    def decide(
+        self,
+        symbol: str,
+        seq: int,
+        ts: int,
+        votes: Sequence[tuple[str, str, int, float | None]],
+        outcomes: Sequence[tuple[int, Label]],
+        missing: tuple[str, ...] = (),
+    ) -> Decision:
+        """The voter's one code path, for both topologies: learn from ``outcomes`` (seq order),
+        then combine ``votes`` — (stage, model id, version, P(up)) in config order — into an
+        explained signal. The fused kernel calls it directly, without building Vote records.
+        """
+        st = self._live.get(symbol) or self.state(symbol)
+        scored = self._learn(st, symbol, outcomes) if outcomes else ()
+
+        probs = {name: p for name, _, _, p in votes if p is not None}
         quorum_met = len(probs) >= self.cfg.quorum
         p_up = st.weights.combine(probs) if quorum_met else 0.5
         thr = self.cfg.threshold
@@ -100,24 +136,14 @@ class Voter:
         else:
             action = Action.HOLD
 
-        st.pending[seq] = (ts, action, p_up, {v.stage: v.p_up for v in votes})
+        st.pending[seq] = (ts, action, p_up, {name: p for name, _, _, p in votes})
         if len(st.pending) > self.cfg.max_pending:
             st.pending.popitem(last=False)
             st.dropped += 1
 
         weights = st.weights.weights
-        names = self.stage_names
-        if len(votes) == len(names) and all(
-            v.stage == n for v, n in zip(votes, names, strict=True)
-        ):  # the usual case: every stage voted, in config order
-            ordered: Sequence[Vote] = votes
-            missing: tuple[str, ...] = ()
-        else:
-            by_stage = {v.stage: v for v in votes}
-            ordered = [by_stage[n] for n in self.stage_names if n in by_stage]
-            missing = tuple(n for n in self.stage_names if n not in by_stage)
         receipt = tuple(
-            StageVote(v.stage, v.model, v.version, v.p_up, weights[v.stage]) for v in ordered
+            StageVote(name, model, version, p, weights[name]) for name, model, version, p in votes
         )
         signal = Signal(
             id=signal_id(self.config_hash, symbol, seq, ts),
@@ -135,18 +161,16 @@ class Voter:
         return Decision(signal, scored)
 
     @staticmethod
-    def _learn(st: VoterState, symbol: str, votes: Sequence[Vote]) -> tuple[Scored, ...]:
-        outcomes: dict[int, Label] = {}
-        for v in votes:
-            for o in v.outcomes:
-                outcomes[o.seq] = o.label
+    def _learn(
+        st: VoterState, symbol: str, outcomes: Sequence[tuple[int, Label]]
+    ) -> tuple[Scored, ...]:
         scored: list[Scored] = []
         batch: list[tuple[dict[str, float | None], bool]] = []
-        for seq in sorted(outcomes):
-            entry = st.pending.pop(seq, None)
+        pending = st.pending
+        for seq, label in outcomes:
+            entry = pending.pop(seq, None)
             if entry is None:
                 continue  # already applied (re-delivery) or dropped
-            label = outcomes[seq]
             if label is Label.FLAT:
                 st.flats += 1
                 continue

@@ -46,7 +46,9 @@ class ModelSpec(_Frozen):
 
 class StageConfig(_Frozen):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    extractor: Literal["microstructure", "momentum", "volatility"]
+    # a name in agents.features.EXTRACTORS, the one registry of extractors (config cannot
+    # import agents: the stage checks the name when it is built, naming the known ones)
+    extractor: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     features: tuple[str, ...]
     model: ModelSpec
     calibrate: bool = True

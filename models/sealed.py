@@ -62,6 +62,22 @@ class StateSealer:
         body = MAGIC + _LEN.pack(len(header)) + header + dumps_state(value)
         return body + self._sign(body)
 
+    def with_version(self, key: str, blob: bytes, version: int) -> bytes:
+        """The same sealed state under another version number (re-signed; nothing unpickled):
+        for a checkpoint that learns, while writing, that its last write did land after all."""
+        head, payload = self._verify(key, blob)
+        header = orjson.dumps(
+            {
+                "format": head.format,
+                "pipeline": head.pipeline,
+                "key": head.key,
+                "version": version,
+                "meta": head.meta,
+            }
+        )
+        body = MAGIC + _LEN.pack(len(header)) + header + payload
+        return body + self._sign(body)
+
     def header(self, key: str, blob: bytes) -> SealedHeader:
         """Verify ``blob`` completely and return its header (nothing is unpickled)."""
         return self._verify(key, blob)[0]

@@ -247,8 +247,7 @@ def _report(
         }
         entry["examples_learned"] = {sym: stage.state(sym).learned for sym in voter_states}
         stages[stage.name] = entry
-    first_stage = pipeline.stages[0]
-    labels_pending = sum(len(first_stage.state(sym).labeler.pending) for sym in voter_states)
+    labels_pending = sum(len(pipeline.labels(sym).pending) for sym in voter_states)
     hits = board.hits
     return {
         "config_name": cfg.name,
@@ -279,11 +278,12 @@ def _report(
             "unresolved_at_end": labels_pending,
         },
         # what the bounded buffers had to drop (oldest first): pending labels per stage
-        # (stages.<name>.max_pending, per symbol) and the voter's pending outcomes
-        # (voting.max_pending, per symbol); 0 unless a bound was hit
+        # (the stages share one labeler per symbol, bounded by the smallest
+        # stages.<name>.max_pending) and the voter's pending outcomes (voting.max_pending,
+        # per symbol); 0 unless a bound was hit
         "dropped": {
             "labels": {
-                stage.name: sum(stage.state(sym).labeler.dropped for sym in voter_states)
+                stage.name: sum(pipeline.labels(sym).dropped for sym in voter_states)
                 for stage in pipeline.stages
             },
             "voter_pending": sum(st.dropped for st in voter_states.values()),

@@ -535,16 +535,19 @@ def worker(
                 + "\n".join(f"  {h}" for _, h in refused)
                 + "\n(inspect with `quorum state ls`; remove with `quorum state reset`)"
             )
-    app_, _ = create_app(
-        cfg,
-        runtime,
-        store=store,
-        topology=topology.value if topology is not None else None,
-        join_timeout_s=join_timeout,
-        web_enabled=not no_web,
-        checkpoint_every=checkpoint_every or settings.checkpoint_every,
-        checkpoint_interval_s=checkpoint_interval or settings.checkpoint_interval_s,
-    )
+    try:
+        app_, _ = create_app(
+            cfg,
+            runtime,
+            store=store,
+            topology=topology.value if topology is not None else None,
+            join_timeout_s=join_timeout,
+            web_enabled=not no_web,
+            checkpoint_every=checkpoint_every or settings.checkpoint_every,
+            checkpoint_interval_s=checkpoint_interval or settings.checkpoint_interval_s,
+        )
+    except ValueError as e:  # a stage config the kernel refuses (extractor, features)
+        raise _fail(str(e)) from None
     faust.Worker(app_, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 

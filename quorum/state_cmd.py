@@ -31,7 +31,7 @@ state_app = typer.Typer(
     no_args_is_help=True,
 )
 
-OwnerArg = Annotated[str, typer.Argument(help="A stage name, 'voting' or 'join'")]
+OwnerArg = Annotated[str, typer.Argument(help="A stage name, 'labels', 'voting' or 'join'")]
 SymbolArg = Annotated[str, typer.Argument(help="The symbol, e.g. BTCUSDT")]
 
 
@@ -65,7 +65,7 @@ def _headers(store: RedisStateStore) -> list[tuple[str, SealedHeader | Exception
 
 
 def _check_owner(cfg: PipelineConfig, owner: str) -> None:
-    known = [s.name for s in cfg.stages] + ["voting", "join"]
+    known = [s.name for s in cfg.stages] + ["labels", "voting", "join"]
     if owner not in known:
         raise fail(f"unknown stage {owner!r}; expected one of {', '.join(known)}")
 
@@ -213,7 +213,9 @@ def state_export(
 
 @state_app.command("reset")
 def state_reset(
-    owner: Annotated[str | None, typer.Argument(help="A stage name, 'voting' or 'join'")] = None,
+    owner: Annotated[
+        str | None, typer.Argument(help="A stage name, 'labels', 'voting' or 'join'")
+    ] = None,
     symbol: Annotated[str | None, typer.Option("--symbol", help="Only this symbol")] = None,
     everything: Annotated[
         bool, typer.Option("--all", help="Every key of the pipeline (models, joins, voter)")

@@ -44,7 +44,7 @@ _PEEK = """        n = 0
             if i in after and isinstance(tick, Trade):
                 for stage in pipeline.stages:
                     st = stage.state(tick.symbol)
-                    st.extractor.update(after[i], st.labeler.ref.value)
+                    st.extractor.update(after[i], pipeline.labels(tick.symbol).ref.value)
 """
 
 MUTANTS = [
@@ -59,6 +59,12 @@ MUTANTS = [
         "agents/stage.py",
         "        queue = labeler.pending\n",
         "        labeler.ref.update(tick)\n        queue = labeler.pending\n",
+    ),
+    Mutant(
+        "fused kernel: label from the first tick after the deadline, not the last at or before",
+        "agents/pipeline.py",
+        "        queue = labels.pending\n",
+        "        labels.ref.update(tick)\n        queue = labels.pending\n",
     ),
     Mutant(
         "voter ignores its learned weights (a plain mean)",

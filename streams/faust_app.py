@@ -49,10 +49,12 @@ from models.state import MemoryStateStore, StateStore, state_key
 from streams.checkpoint import Checkpointer, WorkerCounters
 from streams.codecs import (
     DecodeError,
+    RecordDecodeError,
     decode_tick_record,
     decode_vote,
     encode_signal,
     encode_vote,
+    is_tick_batch,
 )
 from streams.redis_store import RedisStateStore, StateFencedError
 
@@ -263,12 +265,12 @@ def create_app(
     def ticks_of(event: Any, report: bool) -> list[tuple[int, Tick]]:
         """The record's good ticks with their index; bad elements dead-lettered (once)."""
         items = decode_tick_record(event.value)
-        batch = len(items) > 1 or event.value.lstrip()[:1] == b"["
         good: list[tuple[int, Tick]] = []
         for index, item in enumerate(items):
             if isinstance(item, DecodeError):
-                if report:
-                    reject(event, index if batch else None, item)
+                if report:  # the whole record unreadable: no element to point at
+                    whole = isinstance(item, RecordDecodeError) or not is_tick_batch(event.value)
+                    reject(event, None if whole else index, item)
             else:
                 good.append((index, item))
         return good
@@ -281,6 +283,9 @@ def create_app(
     async def run_batches(stream: Any, handle: Callable[[Any], Awaitable[None]]) -> None:
         async for events in batches(stream):
             async with gate:
+                if durable:  # a revoke may have run while we waited for the gate: its
+                    current = app.consumer.assignment()  # partitions' inputs are not ours
+                    events = [e for e in events if e.message.tp in current]
                 for event in events:
                     await handle(event)
                 due = durable and checkpointer.hold(events)

@@ -63,6 +63,7 @@ class PreparedCheckpoint:
 
     slots: dict[str, dict[str, bytes]] = field(default_factory=dict)  # tag -> key -> blob
     bases: dict[str, dict[str, int]] = field(default_factory=dict)  # tag -> key -> version
+    written: dict[str, dict[str, int]] = field(default_factory=dict)  # after the commit
     seal_ms: float = 0.0
 
     @property
@@ -196,22 +197,27 @@ class RedisStateStore:
     def commit(self, prepared: PreparedCheckpoint) -> CheckpointStats:
         """Write a prepared snapshot, one fenced transaction per hash slot.
 
-        Raises :class:`StateFencedError` when another writer got to a slot first: that slot is
-        not written (slots written before it were ours to write). Touches no live object, so
-        it may run in a thread; call :meth:`committed` after it, on the owner's thread.
+        Every slot is checked first, then each is written under WATCH: a worker fenced on any
+        slot writes none (:class:`StateFencedError`), and a writer that got to a slot between
+        the check and the write is caught by that slot's WATCH. Touches no live object, so it
+        may run in a thread; call :meth:`committed` after it, on the owner's thread.
         """
         t0 = time.perf_counter()
+        stale: list[str] = []
         for tag, blobs in prepared.slots.items():
-            self._commit_slot(tag, blobs, prepared.bases[tag])
+            stale += self._stale(tag, list(blobs), prepared.bases[tag])
+        if stale:
+            raise StateFencedError(stale)
+        for tag, blobs in prepared.slots.items():
+            prepared.written[tag] = self._commit_slot(tag, blobs, prepared.bases[tag])
         return CheckpointStats(
             prepared.keys, prepared.bytes, prepared.seal_ms + (time.perf_counter() - t0) * 1e3
         )
 
     def committed(self, prepared: PreparedCheckpoint) -> None:
         """Record the versions a successful :meth:`commit` wrote."""
-        for bases in prepared.bases.values():
-            for key, base in bases.items():
-                self._versions[key] = base + 1
+        for versions in prepared.written.values():
+            self._versions.update(versions)
 
     def failed(self, prepared: PreparedCheckpoint) -> None:
         """A commit did not complete: its keys are written again by the next checkpoint."""
@@ -229,7 +235,13 @@ class RedisStateStore:
         self.committed(prepared)
         return stats
 
-    def _commit_slot(self, tag: str, blobs: dict[str, bytes], bases: dict[str, int]) -> None:
+    def _stale(self, tag: str, keys: list[str], bases: dict[str, int]) -> list[str]:
+        stored = self.client.hmget(self.versions_key(tag), keys)
+        return [k for k, v in zip(keys, stored, strict=True) if self._next(bases[k], v) is None]
+
+    def _commit_slot(
+        self, tag: str, blobs: dict[str, bytes], bases: dict[str, int]
+    ) -> dict[str, int]:
         keys = list(blobs)
         versions_key = self.versions_key(tag)
         while True:  # WATCH covers the slot's versions hash: a concurrent writer retries us
@@ -237,36 +249,41 @@ class RedisStateStore:
                 try:
                     pipe.watch(versions_key)  # type: ignore[no-untyped-call]
                     stored = pipe.hmget(versions_key, keys)
-                    stale = [
-                        k
-                        for k, v in zip(keys, stored, strict=True)
-                        if not self._ours(bases[k], v)
-                    ]
+                    nexts = {k: self._next(bases[k], v) for k, v in zip(keys, stored, strict=True)}
+                    stale = [k for k, v in nexts.items() if v is None]
                     if stale:
                         raise StateFencedError(stale)
+                    versions = {k: v for k, v in nexts.items() if v is not None}
                     pipe.multi()
                     for key, blob in blobs.items():
+                        version = versions[key]
+                        if version != bases[key] + 1:  # our last write landed after all
+                            blob = self.sealer.with_version(key, blob, version)
                         pipe.set(self.redis_key(key, tag), blob)
                     pipe.hset(
                         versions_key,
-                        mapping={k: f"{bases[k] + 1}/{self.writer}" for k in keys},
+                        mapping={k: f"{v}/{self.writer}" for k, v in versions.items()},
                     )
                     pipe.execute()
-                    return
+                    return versions
                 except redis.WatchError:
                     continue
 
-    def _ours(self, base: int, stored: bytes | str | None) -> bool:
-        """May we write version ``base + 1``? Not when someone else wrote the key since we read it.
+    def _next(self, base: int, stored: bytes | str | None) -> int | None:
+        """The version to write over ``base``, or None when someone else wrote the key since
+        we read it (we are fenced off).
 
         Our own writer id in the hash means the last write was ours, even one whose reply was
-        lost (Redis went away after EXEC): that is not a reason to fence ourselves off.
+        lost (Redis went away after EXEC): that is not a reason to fence ourselves off, and we
+        build on it. A key without a version is new (or was reset): ours to write.
         """
         if stored is None:
-            return True  # new, or deleted meanwhile (a reset): ours to write
+            return base + 1
         text = stored.decode() if isinstance(stored, bytes) else stored
         version, _, writer = text.partition("/")
-        return writer == self.writer or int(version) == base
+        if writer == self.writer:
+            return int(version) + 1
+        return base + 1 if int(version) == base else None
 
     # --- inspection (quorum state ...) --------------------------------------------------------
 

@@ -235,7 +235,7 @@ def replay(
     sleep: Sleep = time.sleep,
     flush_timeout_s: float = 60.0,
     create_topics: bool = False,
-    pack: int | None = None,
+    pack: int | None = DEFAULT_PACK,
 ) -> ReplaySummary:
     """Produce the ticks of ``paths`` to the ticks topic and the rejects to the rejected topic.
 
@@ -244,8 +244,8 @@ def replay(
     is sent) and :class:`ReplayError` when the topics are missing, the producer fails fatally or
     messages stay unflushed; failed deliveries are counted in the summary, never dropped.
     ``create_topics`` runs :func:`~streams.topics.ensure_topics` once the inputs are known good.
-    ``pack`` N packs up to N ticks of a partition per record (see the module doc; the CLI
-    defaults to :data:`DEFAULT_PACK`); None sends one record per tick, keyed by symbol.
+    ``pack`` N packs up to N ticks of a partition per record (see the module doc; default
+    :data:`DEFAULT_PACK`, like the CLI); None sends one record per tick, keyed by symbol.
     """
     if pack is not None and pack < 1:
         raise ValueError(f"pack must be >= 1 ticks per record (or None), got {pack}")

@@ -53,7 +53,14 @@ DURABLE = (
     "--checkpoint-interval",
     str(INTERVAL_S),
 )
-AGENTS = 4  # three stage agents and the voting agent share the held inputs
+# agents that share the held inputs: fused, the kernel agent; split, three stage agents and
+# the voting agent (of which three read the ticks)
+AGENTS = {"fused": 1, "split": 4}
+TICK_AGENTS = {"fused": 1, "split": 3}
+# the crash tests run fused on packed records (re-delivered batches skipped by element) and
+# split on one tick per record; packs are small so a repeat bound still means something
+PACKS = {"fused": 3, "split": None}
+TOPOLOGIES = pytest.mark.parametrize("topology", ["fused", "split"])
 SAVED = "first checkpoint since start or assignment saved"  # streams.checkpoint
 FENCED = "state written by another worker"  # streams.redis_store.StateFencedError
 
@@ -67,7 +74,7 @@ def pipeline(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     yield name
     client = redis_client(os.environ.get("QUORUM_REDIS_URL", "redis://127.0.0.1:6379/0"))
     with contextlib.suppress(redis.RedisError):  # a test's own Redis may be gone already
-        keys = list(client.scan_iter(match=f"quorum:{name}:*"))
+        keys = list(client.scan_iter(match=f"quorum:{{{name}*"))
         if keys:
             client.delete(*keys)
 
@@ -108,10 +115,14 @@ class Watcher:
 
 
 @contextlib.contextmanager
-def paced_replay(rt: RuntimeConfig, speed: float = 20.0) -> Iterator[Watcher]:
+def paced_replay(
+    rt: RuntimeConfig, speed: float = 20.0, pack: int | None = None
+) -> Iterator[Watcher]:
     """The sample replayed at ``speed`` x in the background, with a watcher of the signals; on
     exit the replay has ended (it is joined) and the watcher is stopped."""
-    feeder = threading.Thread(target=replay, args=(SAMPLE_FILES, rt), kwargs={"speed": speed})
+    feeder = threading.Thread(
+        target=replay, args=(SAMPLE_FILES, rt), kwargs={"speed": speed, "pack": pack}
+    )
     feeder.start()
     watcher = Watcher(rt)
     try:
@@ -137,25 +148,28 @@ def copies(rt: RuntimeConfig) -> dict[str, list[bytes]]:
     return out
 
 
+@TOPOLOGIES
 def test_sigkill_three_times_loses_and_repeats_nothing(
-    rt: RuntimeConfig, start_worker: StartWorker, pipeline: str, tmp_path: Path
+    rt: RuntimeConfig, start_worker: StartWorker, pipeline: str, tmp_path: Path, topology: str
 ) -> None:
     """Catches: acks released before state is saved (signals lost after a kill), state not
     loaded on restart (signals differ), re-delivered inputs learned twice (signals differ, and
     skipped stays 0), checkpoints that never happen or cover less than they ack (repeats beyond
     one checkpoint's worth), and non-deterministic re-emission (copies differ by content)."""
     expected = run_backtest(SAMPLE_FILES).signals
-    replay(SAMPLE_FILES, rt, speed=None)
+    durable = (*DURABLE, "--topology", topology)
+    pack = PACKS[topology]
+    replay(SAMPLE_FILES, rt, speed=None, pack=pack)
     watcher = Watcher(rt)
     kills = (700, 1900, 3100)
     try:
         for n, kill_after in enumerate(kills):
-            worker = start_worker(*DURABLE)
+            worker = start_worker(*durable)
             watcher.wait_for(kill_after)
             wait_for_log(tmp_path / f"worker{n}.log", SAVED)  # it did checkpoint before dying
             worker.send_signal(signal.SIGKILL)
             worker.wait(timeout=10)
-        last = start_worker(*DURABLE)
+        last = start_worker(*durable)
         got = collect(rt, len(expected))
     finally:
         watcher.stop()
@@ -177,7 +191,8 @@ def test_sigkill_three_times_loses_and_repeats_nothing(
     # each agent before it got the gate. Each repeated signal needs at least one re-processed
     # input, so at most EVERY * (1 + AGENTS) repeats per kill. A worker that never saved (or
     # acked nothing) would repeat everything before each kill: >= sum(kills) = 5700 > 3000.
-    bound = len(kills) * EVERY * (1 + AGENTS)
+    # A packed record holds up to ``pack`` ticks, so it may repeat up to that many signals.
+    bound = len(kills) * EVERY * (1 + AGENTS[topology]) * (pack or 1)
     assert bound < sum(kills)
     published = copies(rt)
     assert published.keys() == got.keys()
@@ -188,13 +203,14 @@ def test_sigkill_three_times_loses_and_repeats_nothing(
     assert not differ, f"{len(differ)} signals were re-published with other content"
 
 
+@TOPOLOGIES
 def test_two_workers_share_partitions_and_one_stops(
-    rt: RuntimeConfig, start_worker: StartWorker, pipeline: str
+    rt: RuntimeConfig, start_worker: StartWorker, pipeline: str, topology: str
 ) -> None:
     """Catches: a graceful hand-over (revocation) that loses or repeats learning."""
     expected = run_backtest(SAMPLE_FILES).signals
-    first, second = two_workers(rt, start_worker, *DURABLE)
-    with paced_replay(rt) as watcher:
+    first, second = two_workers(rt, start_worker, *DURABLE, "--topology", topology)
+    with paced_replay(rt, pack=PACKS[topology]) as watcher:
         watcher.wait_for(1500)
         second.send_signal(signal.SIGTERM)  # graceful: checkpoint, hand over the partitions
         assert second.wait(timeout=60) == 0
@@ -214,7 +230,7 @@ def _ticks_partitions(log: str, ticks_topic: str) -> set[int]:
     for part in lines[-1].split("; "):
         topic, _, parts = part.partition(" ")
         if topic == ticks_topic:
-            return {int(p) for p in parts.strip("[]").split(",") if p.strip()}
+            return {int(p) for p in parts.strip().strip("[]").split(",") if p.strip()}
     return set()
 
 
@@ -222,17 +238,20 @@ def _since_last_assignment(log: str) -> str:
     return log[log.rfind("assigned partitions:") :]
 
 
+@TOPOLOGIES
 def test_a_stalled_worker_is_fenced_off_and_changes_nothing(
-    rt: RuntimeConfig, start_worker: StartWorker, pipeline: str, tmp_path: Path
+    rt: RuntimeConfig, start_worker: StartWorker, pipeline: str, tmp_path: Path, topology: str
 ) -> None:
     """A worker frozen past its session loses its partitions without noticing; when it wakes
     it must not overwrite its successor's state: it is fenced off and exits 3, and the signals
     stay the backtest's. Catches: a missing or broken fence (the zombie's save overwrites the
     successor's newer state, or it goes on acking), and a fenced worker that carries on."""
     expected = run_backtest(SAMPLE_FILES).signals
-    workers = two_workers(rt, start_worker, *DURABLE)
+    workers = two_workers(rt, start_worker, *DURABLE, "--topology", topology)
     logs = [tmp_path / f"worker{n}.log" for n in (0, 1)]
-    with paced_replay(rt, speed=4.0) as watcher:  # ~30 s of ticks: data flows all along
+    with paced_replay(
+        rt, speed=4.0, pack=PACKS[topology]
+    ) as watcher:  # ~30 s of ticks: data flows all along
         watcher.wait_for(300)
         wait_until("BTCUSDT's partition", lambda: "BTCUSDT" in watcher.partition)
         btc = watcher.partition["BTCUSDT"]
@@ -337,15 +356,20 @@ def _failed_checkpoints(log: Path) -> int:
     return len(re.findall(r"checkpoint \(\w+\) failed", log_text(log)))
 
 
+@TOPOLOGIES
 def test_redis_outage_mid_stream_changes_nothing(
-    rt: RuntimeConfig, start_worker: StartWorker, own_redis: OwnRedis, tmp_path: Path
+    rt: RuntimeConfig,
+    start_worker: StartWorker,
+    own_redis: OwnRedis,
+    tmp_path: Path,
+    topology: str,
 ) -> None:
     """Catches: acks released by failed checkpoints, a worker that dies or stalls for good
     when Redis goes away, and one that does not resume checkpointing when it is back."""
     expected = run_backtest(SAMPLE_FILES).signals
-    worker = start_worker(*DURABLE)
+    worker = start_worker(*DURABLE, "--topology", topology)
     log = tmp_path / "worker0.log"
-    with paced_replay(rt) as watcher:
+    with paced_replay(rt, pack=PACKS[topology]) as watcher:
         watcher.wait_for(1000)
         wait_for_log(log, SAVED)
         own_redis.stop()
@@ -384,8 +408,13 @@ def _group_lag(rt: RuntimeConfig, topic: str) -> int:
 _UNACKED = re.compile(r"checkpoint \(\w+\) failed, (\d+) inputs stay unacknowledged")
 
 
+@TOPOLOGIES
 def test_a_worker_killed_during_a_redis_outage_loses_nothing(
-    rt: RuntimeConfig, start_worker: StartWorker, own_redis: OwnRedis, tmp_path: Path
+    rt: RuntimeConfig,
+    start_worker: StartWorker,
+    own_redis: OwnRedis,
+    tmp_path: Path,
+    topology: str,
 ) -> None:
     """Part A is processed and saved; Redis goes down; part B is processed (checkpoints fail);
     the worker is SIGKILLed; Redis and a new worker come back and part C follows. Catches:
@@ -395,23 +424,26 @@ def test_a_worker_killed_during_a_redis_outage_loses_nothing(
     a, b = ticks[: len(ticks) // 2], ticks[len(ticks) // 2 : 3 * len(ticks) // 4]
     c = ticks[3 * len(ticks) // 4 :]
     expected = run_backtest([_write_jsonl(tmp_path / "all.jsonl", ticks)]).signals
-    first = start_worker(*DURABLE)
+    durable = (*DURABLE, "--topology", topology)
+    pack = PACKS[topology]
+    first = start_worker(*durable)
     log = tmp_path / "worker0.log"
-    replay([_write_jsonl(tmp_path / "a.jsonl", a)], rt, speed=None)
+    replay([_write_jsonl(tmp_path / "a.jsonl", a)], rt, speed=None, pack=pack)
     wait_until("part A saved and committed", lambda: _group_lag(rt, rt.topic("ticks")) == 0, 180)
     own_redis.stop()
-    replay([_write_jsonl(tmp_path / "b.jsonl", b)], rt, speed=None)
+    records = replay([_write_jsonl(tmp_path / "b.jsonl", b)], rt, speed=None, pack=pack).records
+    held = TICK_AGENTS[topology] * records
 
-    def b_processed_unsaved() -> bool:  # its three stages' inputs are all held, unacked
-        return any(int(n) >= 3 * len(b) for n in _UNACKED.findall(log_text(log)))
+    def b_processed_unsaved() -> bool:  # every agent's inputs of B are held, unacked
+        return any(int(n) >= held for n in _UNACKED.findall(log_text(log)))
 
     wait_until("part B processed while Redis is down", b_processed_unsaved, 180)
-    assert _group_lag(rt, rt.topic("ticks")) >= len(b)  # nothing of B was committed
+    assert _group_lag(rt, rt.topic("ticks")) >= records  # nothing of B was committed
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
     own_redis.start()
-    second = start_worker(*DURABLE)
-    replay([_write_jsonl(tmp_path / "c.jsonl", c)], rt, speed=None)
+    second = start_worker(*durable)
+    replay([_write_jsonl(tmp_path / "c.jsonl", c)], rt, speed=None, pack=pack)
     got = collect(rt, len(expected))
     assert_same_signals(got, expected)
     second.send_signal(signal.SIGTERM)
@@ -432,7 +464,7 @@ def test_tampered_state_is_refused_by_the_worker(
     forged = StateSealer(b"not-the-real-secret-0123", pipeline).seal(
         "microstructure/BTCUSDT", {"evil": True}, version=1
     )
-    client.set(f"quorum:{pipeline}:state:microstructure/BTCUSDT", forged)
+    client.set(f"quorum:{{{pipeline}:p0}}:state:microstructure/BTCUSDT", forged)
     monkeypatch.setenv("QUORUM_STATE_BACKEND", "redis")  # the config's way to ask for --state redis
     worker = start_worker()
     assert worker.wait(timeout=60) == 2

@@ -83,7 +83,7 @@ def test_state_goes_through_auth_into_the_named_db(protected_port: int) -> None:
     assert store.checkpoint().keys > 0
     db5 = redis.Redis(host="127.0.0.1", port=protected_port, password=PASSWORD, db=5)
     db0 = redis.Redis(host="127.0.0.1", port=protected_port, password=PASSWORD, db=0)
-    assert db5.exists("quorum:auth-test:state:microstructure/BTCUSDT")
+    assert db5.exists("quorum:{auth-test}:state:microstructure/BTCUSDT")
     assert not list(db0.scan_iter(match="quorum:*"))
     fresh = RedisStateStore(redis_client(url), sealer)
     assert fresh.get("microstructure/BTCUSDT") is not None

@@ -29,7 +29,7 @@ def sealer() -> Iterator[StateSealer]:
     s = StateSealer(SECRET, f"it-{uuid.uuid4().hex[:10]}")
     yield s
     client = redis_client(URL)
-    keys = list(client.scan_iter(match=f"quorum:{s.pipeline}:*"))
+    keys = list(client.scan_iter(match=f"quorum:{{{s.pipeline}*"))
     if keys:
         client.delete(*keys)
 
@@ -48,7 +48,7 @@ def test_resume_from_a_redis_checkpoint_gives_identical_signals(sealer: StateSea
     head = _run(Pipeline(cfg, first), ticks[:cut])
     first.touch_all()
     stats = first.checkpoint()
-    assert stats.keys == 2 * (len(cfg.stages) + 1)  # stages and voter, for BTC and ETH
+    assert stats.keys == 2 * (len(cfg.stages) + 2)  # stages, shared labels, voter: BTC, ETH
     assert stats.bytes > 0
 
     resumed = RedisStateStore(redis_client(URL), sealer, meta=meta)  # a fresh process's view
@@ -66,7 +66,7 @@ def test_tampered_state_in_redis_is_refused(sealer: StateSealer) -> None:
     store.touch_all()
     store.checkpoint()
     client = redis_client(URL)
-    rkey = f"quorum:{sealer.pipeline}:state:voting/BTCUSDT"
+    rkey = f"quorum:{{{sealer.pipeline}}}:state:voting/BTCUSDT"  # no partition: no :pN
     blob = bytearray(client.get(rkey))  # type: ignore[arg-type]
     blob[len(blob) // 2] ^= 0xFF
     client.set(rkey, bytes(blob))

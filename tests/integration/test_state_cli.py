@@ -42,7 +42,7 @@ def pipeline(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     store.checkpoint()
     yield name
     client = redis_client(URL)
-    keys = list(client.scan_iter(match=f"quorum:{name}:*"))
+    keys = list(client.scan_iter(match=f"quorum:{{{name}*"))
     if keys:
         client.delete(*keys)
 
@@ -87,7 +87,7 @@ def test_show_and_export_describe_the_model(pipeline: str, tmp_path: Path) -> No
 
 def test_ls_flags_a_tampered_blob_and_show_refuses_it(pipeline: str) -> None:
     client = redis_client(URL)
-    rkey = f"quorum:{pipeline}:state:voting/BTCUSDT"
+    rkey = f"quorum:{{{pipeline}}}:state:voting/BTCUSDT"
     blob = bytearray(client.get(rkey))  # type: ignore[arg-type]
     blob[-40] ^= 0x01
     client.set(rkey, bytes(blob))
@@ -110,4 +110,4 @@ def test_reset_deletes_only_what_was_named(pipeline: str) -> None:
     assert code == 2 and "--all" in out
     code, out = run("state", "reset", "--all", "--yes")
     assert code == 0
-    assert not list(redis_client(URL).scan_iter(match=f"quorum:{pipeline}:*"))
+    assert not list(redis_client(URL).scan_iter(match=f"quorum:{{{pipeline}*"))

@@ -122,7 +122,7 @@ def test_label_uses_the_last_trade_at_or_before_the_deadline_never_the_first_aft
     # and every stage reported exactly that outcome with its vote on the tick after t + h
     for stage in pipe.stages:
         assert stage.state("A").learned == 1
-        assert [p.seq for p in stage.state("A").labeler.pending] == [2, 3, 4]
+    assert [p.seq for p in pipe.labels("A").pending] == [2, 3, 4]  # shared by the stages
 
 
 def test_label_uses_the_mid_at_or_before_the_deadline_when_quotes_are_known() -> None:

@@ -205,7 +205,7 @@ def _csv(tmp_path: Path, rows: list[str]) -> Path:
 def test_produces_every_tick_keyed_and_stamped(
     fake: type[FakeProducer], sample_files: list[Path]
 ) -> None:
-    summary = replay(sample_files, RT)
+    summary = replay(sample_files, RT, pack=None)
     expected = list(read_ticks(sample_files))
     (producer,) = fake.instances
     ticks = [m for m in producer.delivered if m[0] == "t.ticks"]
@@ -219,6 +219,15 @@ def test_produces_every_tick_keyed_and_stamped(
     # unpacked is exactly the old behaviour: librdkafka places each record by its key
     assert producer.partition_of == [None] * len(producer.delivered)
     assert summary.records == summary.sent and summary.pack is None
+
+
+def test_the_library_packs_by_default_like_the_cli(
+    fake: type[FakeProducer], sample_files: list[Path]
+) -> None:
+    # catches: Python callers (backtests feeding the stream, benchmarks) silently sending one
+    # record per tick, paying the worker's per-record cost the CLI avoids
+    summary = replay(sample_files, RT)
+    assert summary.pack == DEFAULT_PACK and summary.records * 10 < summary.sent
 
 
 @pytest.mark.parametrize("pack", [None, DEFAULT_PACK])
@@ -244,7 +253,7 @@ def test_queue_full_is_retried_not_dropped(
 
     monkeypatch.setattr(replay_mod, "Producer", full_every_third)
     path = _csv(tmp_path, [f"{T0 + i * S},AAA,{10 + i},1,buy" for i in range(20)])
-    summary = replay([path], RT)
+    summary = replay([path], RT, pack=None)
     (producer,) = fake.instances
     assert summary.sent == 20
     prices = [orjson.loads(v)["price"] for _, v, _, _ in producer.delivered]
@@ -261,7 +270,7 @@ def test_delivery_errors_are_counted(
 
     monkeypatch.setattr(replay_mod, "Producer", failing)
     path = _csv(tmp_path, [f"{T0 + i * S},AAA,{10 + i},1,buy" for i in range(5)])
-    summary = replay([path], RT)
+    summary = replay([path], RT, pack=None)
     assert summary.delivery_errors == 1 and summary.sent == 4
     assert summary.errors == ("t.ticks: Broker: Message size too large",)
 
@@ -292,7 +301,7 @@ def test_missing_topics_and_files(fake: type[FakeProducer], tmp_path: Path) -> N
 def test_paced_replay_on_a_fake_clock(fake: type[FakeProducer], tmp_path: Path) -> None:
     path = _csv(tmp_path, [f"{T0 + i * S // 4},AAA,10,1,buy" for i in range(9)])  # 2 s
     clock = FakeClock()
-    summary = replay([path], RT, speed=4.0, clock=clock, sleep=clock.sleep)
+    summary = replay([path], RT, speed=4.0, clock=clock, sleep=clock.sleep, pack=None)
     assert summary.sent == 9
     assert clock.now - 100.0 == pytest.approx(0.5)
     assert summary.elapsed_s == pytest.approx(0.5)

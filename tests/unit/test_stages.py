@@ -102,6 +102,14 @@ def test_unknown_feature_is_a_clear_error() -> None:
         Stage(bad, CFG)
 
 
+def test_unknown_extractor_is_a_clear_error_naming_the_registry() -> None:
+    # catches: a registry duplicated in the config (a new extractor needing two edits) or a
+    # bare KeyError for a typo
+    bad = CFG.stages[0].model_copy(update={"extractor": "microstructur"})
+    with pytest.raises(StageConfigError, match=r"microstructur'.*known.*'microstructure'"):
+        Stage(bad, CFG)
+
+
 def test_every_extractor_computes_every_feature_it_names() -> None:
     for cls in EXTRACTORS.values():
         e = cls()
