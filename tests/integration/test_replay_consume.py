@@ -57,7 +57,7 @@ def _timestamp_lag(rt: RuntimeConfig, topic: str, n: int = 50) -> list[int]:
 def test_replay_of_the_fixture_arrives_once_and_in_order(rt: RuntimeConfig) -> None:
     path = SAMPLE_FILES[0]  # btcusdt_head.gz: one symbol, so one partition and one order
     expected = list(read_ticks([path]))
-    summary = replay([path], rt, speed=None)
+    summary = replay([path], rt, speed=None, pack=None)
     assert (summary.sent, summary.rejected, summary.delivery_errors) == (len(expected), 0, 0)
     assert (summary.first_ts, summary.last_ts) == (expected[0].ts, expected[-1].ts)
     print(
@@ -73,7 +73,7 @@ def test_replay_of_the_fixture_arrives_once_and_in_order(rt: RuntimeConfig) -> N
 
 def test_two_symbols_keep_their_own_order(rt: RuntimeConfig) -> None:
     expected = list(read_ticks(SAMPLE_FILES))
-    summary = replay(SAMPLE_FILES, rt)
+    summary = replay(SAMPLE_FILES, rt, pack=None)
     assert summary.sent == len(expected) and summary.delivery_errors == 0
     assert summary.per_symbol == {"BTCUSDT": 10_915, "ETHUSDT": 10_857}
     got = _drain(rt, rt.topic("ticks"))
@@ -93,7 +93,7 @@ def test_speed_paces_by_event_time(rt: RuntimeConfig, tmp_path: Path) -> None:
     rows = [f"{T0 + i * S // 4},AAA,{100 + i},1,buy" for i in range(9)]  # 0 .. 2 s
     path.write_text("ts,symbol,price,size,side\n" + "\n".join(rows) + "\n")
     started = time.monotonic()
-    summary = replay([path], rt, speed=4.0)
+    summary = replay([path], rt, speed=4.0, pack=None)
     took = time.monotonic() - started
     assert summary.sent == 9
     assert 0.4 <= took < 1.9, took  # 2 s / 4 = 0.5 s: paced, but not real time
@@ -111,7 +111,7 @@ def test_bad_rows_are_rejected_to_their_topic(rt: RuntimeConfig, tmp_path: Path)
         f"{T0 + 2 * S},AAA,,,,10.2,10.1\n"  # line 5: crossed quote
         f"{T0 + 3 * S},AAA,11,2,sell,,\n"
     )
-    summary = replay([path], rt)
+    summary = replay([path], rt, pack=None)
     assert (summary.sent, summary.rejected, summary.delivery_errors) == (2, 3, 0)
     ticks = [decode_tick(v) for _, _, v in _drain(rt, rt.topic("ticks"))]
     assert [t.ts for t in ticks] == [T0, T0 + 3 * S]
