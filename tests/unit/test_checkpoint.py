@@ -319,3 +319,54 @@ def test_a_revoke_with_nothing_held_still_meets_the_fence() -> None:
     store.fenced = True
     assert run(cp.checkpoint("revoked")) is False
     assert cp.counters.fenced == 1 and len(fenced) == 1
+
+
+def test_inside_a_batch_record_the_skip_resumes_after_the_last_applied_element() -> None:
+    # catches: a re-delivered batch skipped whole (its unapplied tail lost) or replayed whole
+    # (its applied head learned twice) after a crash in the middle of it
+    cp, _, _, _ = make()
+    saved = (2, 10, 1)  # elements 0 and 1 of the record at offset 10 were applied
+    assert [cp.skip(saved, 2, 10, i) for i in range(4)] == [True, True, False, False]
+    assert cp.skip(saved, 2, 9, 199) is True  # every element of an earlier record
+    assert cp.skip(saved, 2, 11, 0) is False
+    assert cp.skip(saved, 3, 10, 0) is False
+    assert cp.counters.skipped == 3
+
+
+def test_the_redis_write_runs_with_the_gate_open_and_acks_wait_for_it() -> None:
+    # catches: a checkpoint that blocks the agents (or the event loop) for the Redis round
+    # trip, and one that acks before its write has landed
+    calls: list[str] = []
+    store = Store(calls)
+    gate = asyncio.Lock()
+    release = asyncio.Event()
+
+    async def write(fn: Any) -> Any:
+        calls.append("writing")
+        await release.wait()  # Redis is slow: the write is still in flight
+        return fn()
+
+    async def flush() -> None:
+        calls.append("flush")
+
+    cp = Checkpointer(
+        store, flush, every=2, interval_s=1.0, on_fenced=print, gate=gate, write=write
+    )
+    batch = events("t1", "t2")
+
+    async def scenario() -> None:
+        cp.hold(batch)
+        task = asyncio.create_task(cp.checkpoint("events"))
+        while "writing" not in calls:
+            await asyncio.sleep(0)
+        async with gate:  # the agents can process the next batch meanwhile
+            cp.hold(events("t3"))
+            calls.append("processed t3")
+        assert [e.acked for e in batch] == [0, 0]  # not before the write landed
+        release.set()
+        assert await task is True
+
+    run(scenario())
+    assert calls == ["flush", "touch", "sealed", "writing", "processed t3", "saved"]
+    assert [e.acked for e in batch] == [1, 1]
+    assert [e.name for e in cp.held] == ["t3"]  # covered by the next checkpoint, not this one
