@@ -57,7 +57,7 @@ def test_ls_lists_every_key_with_version_and_examples(pipeline: str) -> None:
     assert code == 0, out
     rows = [orjson.loads(line) for line in out.splitlines() if line.startswith("{")]
     cfg = load_config()
-    assert {r["stage"] for r in rows} == {s.name for s in cfg.stages} | {"voting"}
+    assert {r["stage"] for r in rows} == {s.name for s in cfg.stages} | {"labels", "voting"}
     micro = next(r for r in rows if r["stage"] == "microstructure")
     assert micro["symbol"] == "BTCUSDT" and micro["version"] == 1
     assert 0 < micro["examples_learned"] <= micro["ticks_seen"] <= TICKS
@@ -111,3 +111,13 @@ def test_reset_deletes_only_what_was_named(pipeline: str) -> None:
     code, out = run("state", "reset", "--all", "--yes")
     assert code == 0
     assert not list(redis_client(URL).scan_iter(match=f"quorum:{{{pipeline}*"))
+
+
+def test_show_describes_the_shared_labels(pipeline: str) -> None:
+    # the fused kernel's one labeler per symbol is inspectable like any model state
+    code, out = run("state", "show", "labels", "BTCUSDT")
+    assert code == 0, out
+    doc = orjson.loads(out)
+    assert doc["state"]["kind"] == "labels"
+    assert doc["state"]["horizon_ns"] == load_config().horizon_ns
+    assert doc["state"]["pending_labels"] == doc["header"]["pending_labels"] > 0
