@@ -40,7 +40,7 @@ import orjson
 import redis
 
 from agents.join import JOIN
-from agents.pipeline import Pipeline
+from agents.pipeline import LABELS, Pipeline
 from agents.voting import VOTER, Decision
 from config.runtime import RuntimeConfig, TopicKey, Topology
 from config.settings import PipelineConfig
@@ -189,7 +189,11 @@ def create_app(
         if keys is None:
             owner = cursor.split("/", 1)[0]
             if owner == FUSED:
-                keys = (*(state_key(n, symbol) for n in names), state_key(VOTER, symbol))
+                keys = (
+                    *(state_key(n, symbol) for n in names),
+                    state_key(LABELS, symbol),
+                    state_key(VOTER, symbol),
+                )
             elif owner == JOIN:
                 keys = (state_key(JOIN, symbol), state_key(VOTER, symbol))
             else:
