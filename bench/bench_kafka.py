@@ -109,13 +109,30 @@ def fresh_topics(part: str) -> Iterator[RuntimeConfig]:
                     future.result(timeout=30)
         except (KafkaException, TimeoutError) as e:
             print(f"  warning: cleaning up {prefix}* failed: {e}", file=sys.stderr)
-        try:  # the state a --state redis worker left under its pipeline name
-            client = redis_client(runtime.redis.url)
-            keys = list(client.scan_iter(match=f"quorum:{prefix.rstrip('.')}:*"))
-            if keys:
-                client.delete(*keys)
-        except redis.RedisError:
-            pass  # no Redis: no state was kept there
+        # the state a --state redis worker left under its pipeline name (no Redis: none)
+        with contextlib.suppress(redis.RedisError):
+            delete_pipeline_state(runtime, prefix.rstrip("."))
+
+
+def pipeline_state_keys(client: Any, pipeline: str) -> list[bytes]:
+    """Every Redis key of ``pipeline``: its hash-tagged state and versions keys
+    (``quorum:{<pipeline>}:…`` and ``quorum:{<pipeline>:p<N>}:…``), nothing of a pipeline
+    whose name merely starts with it."""
+    keys: list[bytes] = []
+    for key in client.scan_iter(match=f"quorum:{{{pipeline}*"):
+        rest = (key if isinstance(key, bytes) else key.encode())[len(f"quorum:{{{pipeline}") :]
+        if rest[:1] in (b"}", b":"):
+            keys.append(key)
+    return keys
+
+
+def delete_pipeline_state(runtime: RuntimeConfig, pipeline: str) -> int:
+    """Delete every Redis key of ``pipeline``; returns how many there were."""
+    client = redis_client(runtime.redis.url)
+    keys = pipeline_state_keys(client, pipeline)
+    if keys:
+        client.delete(*keys)
+    return len(keys)
 
 
 def group_joined(admin: AdminClient, group: str, topic: str, partitions: int) -> bool:
@@ -232,10 +249,13 @@ def running_worker(
     part: str,
     probe_seen: threading.Event,
     worker_args: Sequence[str] = (),
+    *,
+    live: bool = True,
 ) -> Iterator[Worker]:
     """One ``quorum worker`` on ``runtime``'s prefix, yielded once it has answered a probe
-    trade (see :func:`wait_live`); stopped with SIGTERM (SIGKILL after 20 s). Its log is
-    deleted after a clean run and kept (path printed) when anything went wrong."""
+    trade (see :func:`wait_live`; ``live`` False: yielded as soon as it is started, for a
+    caller that times from its first signal); stopped with SIGTERM (SIGKILL after 20 s). Its
+    log is deleted after a clean run and kept (path printed) when anything went wrong."""
     prefix = runtime.topics.prefix
     env = {
         **os.environ,
@@ -257,7 +277,8 @@ def running_worker(
     w = Worker(proc, log_path)
     ok = False
     try:
-        w.joined_s, w.live_s = wait_live(runtime, proc, log_path, probe_seen)
+        if live:
+            w.joined_s, w.live_s = wait_live(runtime, proc, log_path, probe_seen)
         yield w
         ok = True
     finally:
