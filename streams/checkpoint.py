@@ -8,9 +8,11 @@ with a growing, capped backoff. A fenced save (another worker wrote our keys sin
 them) releases nothing and is reported to ``on_fenced`` (the worker exits with code 3).
 
 The event loop is never blocked by Redis: the snapshot is sealed while the agents are paused
-(the ``gate``), then written by ``write`` (a thread in the worker) while they go on; the inputs
-it covers are acked after the write, and checkpoints never overlap. The order stays outputs
-flushed → state saved → acks released.
+(the ``gate``); then, while they go on, the outputs are flushed and the snapshot is written by
+``write`` (a thread in the worker); the inputs it covers are acked after the write, and
+checkpoints never overlap. The order stays outputs flushed → state saved → acks released:
+outputs still in flight (:class:`~streams.outputs.OutputsPending`) fail the checkpoint like a
+Redis outage.
 
 Time comes from an injected clock and sleeps from an injected ``sleep``, so tests drive both.
 """
@@ -26,6 +28,7 @@ from typing import Any, Protocol
 
 import redis
 
+from streams.outputs import OutputsPending
 from streams.redis_store import StateFencedError
 
 log = logging.getLogger("quorum.worker")
@@ -123,6 +126,7 @@ class Checkpointer:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         gate: asyncio.Lock | None = None,
         write: Callable[[Callable[[], Any]], Awaitable[Any]] = in_thread,
+        before_seal: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.flush = flush
@@ -134,6 +138,7 @@ class Checkpointer:
         self.sleep = sleep
         self.gate = gate if gate is not None else asyncio.Lock()
         self.write = write
+        self.before_seal = before_seal  # the driver's metadata (positions) into the store
         self._one_at_a_time = asyncio.Lock()  # a checkpoint builds on the versions of the last
         self.held: list[Any] = []
         self.delay = 0.0  # current backoff; 0 while Redis answers
@@ -218,12 +223,20 @@ class Checkpointer:
             async with self.gate:  # inputs paused: the snapshot matches the held inputs exactly
                 if not self.held and not verify:  # another checkpoint got there first
                     return True
-                await self.flush()  # outputs of every applied input are delivered first
                 self.last = self.clock()
                 covered = list(self.held)
+                if self.before_seal is not None:
+                    self.before_seal()
                 self.store.touch_all()
                 prepared = self.store.prepare()
-            # inputs flow again while Redis writes; what they change goes in the next one
+            # inputs flow again while outputs are flushed and Redis writes; what they change
+            # goes in the next checkpoint
+            try:
+                await self.flush()  # the outputs of every covered input are delivered first
+            except OutputsPending as e:
+                self.store.failed(prepared)
+                self._failed(reason, e)
+                return False
             try:
                 stats = await self.write(lambda: self.store.commit(prepared))
             except StateFencedError as e:
@@ -232,17 +245,7 @@ class Checkpointer:
                 return False
             except redis.RedisError as e:
                 self.store.failed(prepared)
-                self.counters.checkpoint_failures += 1
-                self.delay = next_backoff(self.delay)
-                self.retry_at = self.clock() + self.delay
-                log.error(
-                    "checkpoint (%s) failed, %d inputs stay unacknowledged and offsets are "
-                    "not committed until Redis is back (%d failed so far): %s",
-                    reason,
-                    len(self.held),
-                    self.counters.checkpoint_failures,
-                    e,
-                )
+                self._failed(reason, e)
                 return False
             self.store.committed(prepared)
             if not covered and stats.keys == 0:
@@ -273,6 +276,19 @@ class Checkpointer:
                 stats.elapsed_ms,
             )
             return True
+
+    def _failed(self, reason: str, error: Exception) -> None:
+        self.counters.checkpoint_failures += 1
+        self.delay = next_backoff(self.delay)
+        self.retry_at = self.clock() + self.delay
+        log.error(
+            "checkpoint (%s) failed, %d inputs stay unacknowledged and offsets are not "
+            "committed until it succeeds (%d failed so far): %s",
+            reason,
+            len(self.held),
+            self.counters.checkpoint_failures,
+            error,
+        )
 
     async def load_failed(self, error: redis.RedisError, what: str) -> None:
         """Wait before retrying a state load: the input is retried, never skipped."""

@@ -46,7 +46,7 @@ from config.runtime import RuntimeConfig, TopicKey, Topology
 from config.settings import PipelineConfig
 from models.records import Tick
 from models.state import MemoryStateStore, StateStore, state_key
-from streams.checkpoint import Checkpointer, WorkerCounters
+from streams.checkpoint import Checkpointer, WorkerCounters, in_thread
 from streams.codecs import (
     DecodeError,
     RecordDecodeError,
@@ -56,6 +56,7 @@ from streams.codecs import (
     encode_vote,
     is_tick_batch,
 )
+from streams.outputs import EXIT_UNDELIVERED, Outputs, OutputsLost, OutputsPending
 from streams.redis_store import RedisStateStore, StateFencedError
 
 __all__ = [
@@ -84,6 +85,15 @@ def exit_fenced(error: StateFencedError) -> None:
     log.critical("%s; stopping now (exit %d) so it cannot write again", error, EXIT_FENCED)
     logging.shutdown()
     os._exit(EXIT_FENCED)
+
+
+def exit_undelivered(error: OutputsLost) -> None:
+    """Outputs librdkafka gave up on are lost: stop like a crash, so the restart re-applies
+    every input after the last checkpoint and sends them again (none of those inputs was
+    acknowledged)."""
+    log.critical("%s; stopping now (exit %d)", error, EXIT_UNDELIVERED)
+    logging.shutdown()
+    os._exit(EXIT_UNDELIVERED)
 
 
 def dead_letter(
@@ -118,6 +128,7 @@ def create_app(
     checkpoint_every: int = 5000,
     checkpoint_interval_s: float = 2.0,
     on_fenced: Callable[[StateFencedError], None] = exit_fenced,
+    on_undelivered: Callable[[OutputsLost], None] = exit_undelivered,
 ) -> tuple[faust.App, WorkerCounters]:
     """Build the worker app for ``cfg``; the topics must exist (see streams.topics).
 
@@ -152,6 +163,7 @@ def create_app(
         "stream_wait_empty": not durable,
     }
     app_kwargs.update(_broker_security(runtime))
+    short_fetch_wait()
     app = faust.App(runtime.group("quorum-worker"), **app_kwargs)
     for noisy in ("aiokafka", "faust.topics", "faust.transport"):
         # their per-message debug calls cost ~5% even when nothing is printed
@@ -174,7 +186,7 @@ def create_app(
             internal=False,
         )
 
-    ticks_t, signals_t, rejected_t = topic("ticks"), topic("signals"), topic("rejected")
+    ticks_t = topic("ticks")  # the inputs; outputs go through librdkafka (streams.outputs)
     votes_t = topic("votes") if topo == "split" else None
     gate = asyncio.Lock()  # a checkpoint never sees half a batch
 
@@ -208,9 +220,21 @@ def create_app(
         pos = redis_store.loaded_meta(covers(cursor, symbol)[-1]).get("position")
         return None if pos is None else (int(pos[0]), int(pos[1]), int(pos[2]))
 
+    outputs = Outputs(runtime)
+    ticks_name, signals_name = runtime.topic("ticks"), runtime.topic("signals")
+    votes_name, rejected_name = runtime.topic("votes"), runtime.topic("rejected")
+
     async def flush() -> None:
-        await app.producer.flush()
-        if redis_store is not None:  # under the gate, just before the snapshot is sealed
+        try:
+            await in_thread(outputs.flush)
+        except OutputsLost as e:
+            on_undelivered(e)
+            raise
+
+    def positions_to_meta() -> None:
+        """Under the gate, just before the snapshot is sealed: each cursor's position goes
+        into the header of every key it covers."""
+        if redis_store is not None:
             for cursor, pos in cursors.items():
                 meta = {"position": list(pos)}
                 for key in covers(cursor, cursor.split("/", 1)[1]):
@@ -225,6 +249,7 @@ def create_app(
         on_fenced=on_fenced,
         counters=counters,
         gate=gate,
+        before_seal=positions_to_meta,
     )
 
     async def batches(stream: Any) -> Any:
@@ -260,7 +285,7 @@ def create_app(
         msg = event.message
         counters.rejected += 1
         record = dead_letter(event.value, str(error), msg.topic, msg.partition, msg.offset, index)
-        rejected_t.send_soon(key=event.key, value=record)
+        outputs.send(rejected_name, event.key, record)
         where = "" if index is None else f" element {index}"
         log.warning(
             "rejected tick at %s[%d]@%d%s: %s", msg.topic, msg.partition, msg.offset, where, error
@@ -282,7 +307,7 @@ def create_app(
     def emit(decision: Decision) -> None:
         signal = decision.signal
         counters.signals += 1
-        signals_t.send_soon(key=signal.symbol.encode(), value=encode_signal(signal))
+        outputs.send(signals_name, signal.symbol.encode(), encode_signal(signal))
 
     async def run_batches(stream: Any, handle: Callable[[Any], Awaitable[None]]) -> None:
         async for events in batches(stream):
@@ -329,9 +354,6 @@ def create_app(
     # --- split: an agent per stage, a votes topic, the voting agent -------------------------
 
     def stage_agent(index: int, name: str) -> None:
-        assert votes_t is not None
-        out = votes_t
-
         async def handle(event: Any) -> None:
             msg = event.message
             partition, offset = msg.partition, msg.offset
@@ -352,7 +374,7 @@ def create_app(
                     counters.ticks += 1
                 vote = kernel.vote(index, tick)
                 if vote is not None:
-                    out.send_soon(key=symbol.encode(), value=encode_vote(vote))
+                    outputs.send(votes_name, symbol.encode(), encode_vote(vote))
 
         async def run(stream: Any) -> None:  # faust.Stream; StreamT lacks take_events
             await run_batches(stream, handle)
@@ -405,7 +427,6 @@ def create_app(
             Returns (symbols, saved keys) loaded."""
             symbols: set[str] = set()
             keys = 0
-            ticks_name = runtime.topic("ticks")
             for tp in sorted(assigned, key=lambda tp: (tp.topic, tp.partition)):
                 for key, head, _ in durable_store.headers([tp.partition]):
                     if isinstance(head, Exception):
@@ -501,6 +522,21 @@ def create_app(
             await checkpointer.checkpoint("shutdown")
             log.info("at shutdown %s", counters.line())
 
+    @app.timer(interval=0.05)  # type: ignore[untyped-decorator]
+    async def serve_deliveries() -> None:
+        outputs.poll()  # failures only; a lost output stops the worker at the next flush
+        if outputs.lost and redis_store is None:
+            on_undelivered(OutputsLost(f"output record(s) not delivered: {outputs.lost[:3]}"))
+
+    if redis_store is None:
+
+        @app.on_before_shutdown.connect  # type: ignore[arg-type]
+        async def flush_at_shutdown(sender: Any, **kwargs: Any) -> None:
+            try:
+                await flush()
+            except OutputsPending as e:
+                log.error("at shutdown: %s", e)
+
     @app.timer(interval=stats_interval_s)  # type: ignore[untyped-decorator]
     async def report() -> None:
         join = kernel.joiner if topo == "split" else None
@@ -524,6 +560,35 @@ def create_app(
         log.info("%s", counters.line())
 
     return app, counters
+
+
+#: How long the broker may hold a fetch with no data. Faust hard-codes 1500 ms; aiokafka leaves a
+#: partition whose fetched records are not consumed yet out of the next fetch, so that fetch
+#: asks only the idle partitions and the broker holds it the whole wait: a busy partition then
+#: waits up to 1.5 s between batches (the worker idled ~40 % of a flat-out replay, and after a
+#: takeover its latency stayed at 1-1.8 s). 20 ms costs an idle fetch per 20 ms per worker.
+FETCH_MAX_WAIT_MS = 20
+
+
+def short_fetch_wait() -> None:
+    """Make the Faust consumers of this process use :data:`FETCH_MAX_WAIT_MS` (idempotent).
+
+    Faust offers no setting for it, so its consumer factory is wrapped: the wait is set on the
+    aiokafka consumer before it starts (its fetcher reads it at start)."""
+    from faust.transport.drivers import aiokafka as driver
+
+    thread_cls: Any = driver.AIOKafkaConsumerThread
+    if getattr(thread_cls, "_quorum_short_fetch_wait", False):
+        return
+    create = thread_cls._create_worker_consumer
+
+    def create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+    thread_cls._create_worker_consumer = create_worker_consumer
+    thread_cls._quorum_short_fetch_wait = True
 
 
 def seek_uncommitted_to_start(consumer: Any) -> None:

@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from streams.checkpoint import Checkpointer, WorkerCounters, next_backoff
+from streams.outputs import OutputsPending
 from streams.redis_store import CheckpointStats, StateFencedError
 
 
@@ -116,7 +117,7 @@ def test_acks_are_released_only_after_a_successful_save_in_that_order() -> None:
     order: list[str] = []
     batch[0].ack = lambda: order.append(f"ack after {store.log[-1]}")  # type: ignore[method-assign]
     assert run(cp.checkpoint("events")) is True
-    assert store.log == ["flush", "touch", "sealed", "saved"]
+    assert store.log == ["touch", "sealed", "flush", "saved"]
     assert order == ["ack after saved"]
     assert batch[1].acked == 1 and cp.held == []
     assert cp.counters.checkpoints == 1 and cp.counters.checkpoint_failures == 0
@@ -315,7 +316,7 @@ def test_a_revoke_with_nothing_held_still_meets_the_fence() -> None:
     cp, store, _, fenced = make(every=100)
     assert run(cp.checkpoint("events")) is True and store.log == []  # cadence: no write
     assert run(cp.checkpoint("revoked")) is True
-    assert store.log == ["flush", "touch", "sealed", "saved"]
+    assert store.log == ["touch", "sealed", "flush", "saved"]
     store.fenced = True
     assert run(cp.checkpoint("revoked")) is False
     assert cp.counters.fenced == 1 and len(fenced) == 1
@@ -367,6 +368,34 @@ def test_the_redis_write_runs_with_the_gate_open_and_acks_wait_for_it() -> None:
         assert await task is True
 
     run(scenario())
-    assert calls == ["flush", "touch", "sealed", "writing", "processed t3", "saved"]
+    assert calls == ["touch", "sealed", "flush", "writing", "processed t3", "saved"]
     assert [e.acked for e in batch] == [1, 1]
     assert [e.name for e in cp.held] == ["t3"]  # covered by the next checkpoint, not this one
+
+
+def test_outputs_still_in_flight_fail_the_checkpoint_and_release_nothing() -> None:
+    # catches: acking inputs (and saving state past them) while their signals are still
+    # queued in the producer: a crash then would lose those signals for good
+    calls: list[str] = []
+    store = Store(calls)
+    pending = [True]
+
+    async def flush() -> None:
+        calls.append("flush")
+        if pending[0]:
+            raise OutputsPending("3 output record(s) still in flight after 30 s")
+
+    clock = Clock()
+    cp = Checkpointer(
+        store, flush, every=2, interval_s=1.0, on_fenced=print, clock=clock, sleep=clock.sleep
+    )
+    batch = events("t1", "t2")
+    cp.hold(batch)
+    assert run(cp.checkpoint("events")) is False
+    assert "saved" not in calls and "retry later" in calls  # nothing written, re-dirtied
+    assert [e.acked for e in batch] == [0, 0]
+    assert cp.counters.checkpoint_failures == 1 and cp.delay == 0.25
+    pending[0] = False
+    clock.now += 1.0
+    assert run(cp.checkpoint("events")) is True
+    assert [e.acked for e in batch] == [1, 1]
