@@ -521,9 +521,7 @@ def _read_all(path: Path, fmt: str) -> tuple[list[Tick], list[Reject], ReaderSta
         lambda fmt: st.tuples(
             st.just(fmt),
             st.lists(
-                st.one_of(
-                    _mutated_line(fmt), st.text(max_size=30).map(_one_line)
-                ),
+                st.one_of(_mutated_line(fmt), st.text(max_size=30).map(_one_line)),
                 max_size=8,
             ),
         )
