@@ -130,5 +130,18 @@ class VoteJoin:
             out.append([votes[s] for s in self.stages if s in votes])
         return out
 
+    def shift(self, by: float) -> None:
+        """Move every clock of the join forward by ``by`` seconds: the driver itself was not
+        running (frozen, paused), so the stages were not silent meanwhile, and a tick must not
+        time out for the driver's own stall (it would be decided without votes that are on
+        their way, differently from the backtest)."""
+        self._heard = {s: t + by for s, t in self._heard.items()}
+        if self._since is not None:
+            self._since += by
+        for sym in self._symbols.values():
+            for seq, (first_seen, votes) in sym.pending.items():
+                if first_seen >= 0.0:
+                    sym.pending[seq] = (first_seen + by, votes)
+
     def waiting(self) -> int:
         return sum(len(s.pending) for s in self._symbols.values())

@@ -154,6 +154,12 @@ class Pipeline:
         """Take one stage's vote; decide every tick it completes, in tick order."""
         return [self.voter.process(votes) for votes in self.joiner.add(vote, now)]
 
+    def stalled(self, by: float) -> None:
+        """The driver did not run for ``by`` seconds: that time does not count as the stages'
+        silence (see :meth:`VoteJoin.shift`)."""
+        if self._join is not None:
+            self._join.shift(by)
+
     def expire(self, now: float) -> list[Decision]:
         """Decide the ticks whose missing stages have been silent for the join's timeout."""
         if self._join is None:

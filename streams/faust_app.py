@@ -412,10 +412,22 @@ def create_app(
 
         app.agent(votes_t, name="voting")(voting)
 
-        @app.timer(interval=max(join_timeout_s / 4, 0.05))  # type: ignore[untyped-decorator]
+        expire_every = max(join_timeout_s / 4, 0.05)
+        last_expire = [time.monotonic()]
+
+        @app.timer(interval=expire_every)  # type: ignore[untyped-decorator]
         async def expire_joins() -> None:
             async with gate:
-                for decision in kernel.expire(time.monotonic()):
+                now = time.monotonic()
+                late = now - last_expire[0] - expire_every
+                last_expire[0] = now
+                if late > join_timeout_s / 2:  # we were frozen (SIGSTOP, a VM pause), not
+                    log.warning(  # the stages silent: no tick may time out for our stall
+                        "the worker did not run for %.1f s; the join's clocks skip it", late
+                    )
+                    kernel.stalled(late)
+                    return
+                for decision in kernel.expire(now):
                     emit(decision)
 
     if redis_store is not None:

@@ -104,3 +104,14 @@ def test_the_default_bound_never_cuts_a_normal_run() -> None:
 
     bound = RuntimeConfig().join.max_waiting
     assert bound == VoteJoin(STAGES, timeout_s=1).max_waiting == 100_000
+
+
+def test_a_stall_of_the_driver_itself_times_nothing_out() -> None:
+    # catches: a worker frozen (SIGSTOP, a VM pause) that wakes and decides every waiting tick
+    # without the votes still on their way: signals that differ from the backtest's
+    j = VoteJoin(("a", "b"), timeout_s=10.0)
+    assert j.add(v("a", 1), now=100.0) == []
+    j.shift(30.0)  # the driver did not run from 100 to 130
+    assert j.expire(now=131.0) == []  # only 1 s of real waiting
+    assert [[v.stage for v in t] for t in j.expire(now=140.5)] == [["a"]]  # 10.5 s: silent
+    assert j.timed_out == 1
