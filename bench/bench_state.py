@@ -126,7 +126,7 @@ def _run_on(
                     out.bytes_by_owner.setdefault(key.split("/", 1)[0], []).append(len(blob))
                 out.seal_ms.append((time.perf_counter() - s0) * 1e3)
     finally:
-        stored = list(client.scan_iter(match=f"quorum:{name}:*"))
+        stored = list(client.scan_iter(match=f"quorum:{{{name}*"))
         if stored:
             client.delete(*stored)
     return elapsed
