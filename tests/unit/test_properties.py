@@ -15,18 +15,15 @@ Runs are derandomized and use no example database, so CI sees the same examples 
 from __future__ import annotations
 
 import gzip
-import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from referencing import Registry, Resource
 
 from models.records import (
     Action,
@@ -58,6 +55,7 @@ from streams.codecs import (
 )
 from streams.readers import ReaderError, ReaderStats, read_ticks
 from streams.validation import PRICE_MAX, PRICE_MIN, SIZE_MAX, TS_MAX_NS, TS_MIN_NS, validate
+from tests.schemas import schema_validator
 
 FAST = settings(
     max_examples=200,
@@ -66,29 +64,14 @@ FAST = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-SCHEMAS = Path(__file__).parents[2] / "streams" / "schemas"
 I64 = 2**63 - 1
-# every schema under its $id, so tick-batch's "$ref": "tick.schema.json" resolves offline
-REGISTRY: Registry = Registry().with_resources(
-    (r.id() or "", r)
-    for r in (
-        Resource.from_contents(json.loads(p.read_text()))
-        for p in sorted(SCHEMAS.glob("*.schema.json"))
-    )
-)
-
-
-def _validator(name: str) -> jsonschema.Draft202012Validator:
-    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema, registry=REGISTRY)
 
 
 TICK_SCHEMA, VOTE_SCHEMA, SIGNAL_SCHEMA, TICK_BATCH_SCHEMA = (
-    _validator("tick"),
-    _validator("vote"),
-    _validator("signal"),
-    _validator("tick-batch"),
+    schema_validator("tick"),
+    schema_validator("vote"),
+    schema_validator("signal"),
+    schema_validator("tick-batch"),
 )
 
 # --- strategies of valid records -----------------------------------------------------------

@@ -8,28 +8,12 @@ from pathlib import Path
 import jsonschema
 import orjson
 import pytest
-from referencing import Registry, Resource
 
 from models.records import Label, Outcome, Quote, Trade, Vote
 from quorum import run_backtest
 from streams.codecs import encode_tick, encode_tick_batch, encode_vote
 from tests.conftest import SAMPLE_FILES
-
-SCHEMAS = Path(__file__).parents[2] / "streams" / "schemas"
-# every schema under its $id, so a relative "$ref": "tick.schema.json" resolves offline
-REGISTRY: Registry = Registry().with_resources(
-    (r.id() or "", r)
-    for r in (
-        Resource.from_contents(json.loads(p.read_text()))
-        for p in sorted(SCHEMAS.glob("*.schema.json"))
-    )
-)
-
-
-def _validator(name: str) -> jsonschema.Draft202012Validator:
-    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema, registry=REGISTRY)
+from tests.schemas import SCHEMAS, schema_validator
 
 
 def test_every_schema_has_its_file_name_as_id() -> None:
@@ -38,7 +22,7 @@ def test_every_schema_has_its_file_name_as_id() -> None:
 
 
 def test_ticks_and_votes_match_their_schemas() -> None:
-    tick = _validator("tick")
+    tick = schema_validator("tick")
     t0 = 1_723_161_255_000_000_000
     for t in (
         Trade("A", t0, 2.0, 3.0, "buy"),
@@ -51,11 +35,11 @@ def test_ticks_and_votes_match_their_schemas() -> None:
     with pytest.raises(jsonschema.ValidationError):  # 1 ns after the epoch: out of range
         tick.validate({"type": "trade", "symbol": "A", "ts": 1, "price": 1, "size": 1})
     vote = Vote("s", "s:1", 3, "A", 9, 1, None, (Outcome(2, Label.UP),))
-    _validator("vote").validate(orjson.loads(encode_vote(vote)))
+    schema_validator("vote").validate(orjson.loads(encode_vote(vote)))
 
 
 def test_tick_batches_match_their_schema() -> None:
-    batch = _validator("tick-batch")
+    batch = schema_validator("tick-batch")
     t0 = 1_723_161_255_000_000_000
     ticks = [Trade("A", t0, 2.0, 3.0, "buy"), Quote("B", t0, 1.0, 2.0, 0, 1), Trade("A", t0, 2, 1)]
     batch.validate(orjson.loads(encode_tick_batch(ticks)))
@@ -73,7 +57,7 @@ def test_tick_batches_match_their_schema() -> None:
 
 def test_backtest_outputs_match_their_schemas(tmp_path: Path) -> None:
     run_backtest(SAMPLE_FILES, out_dir=tmp_path, end_ns=1_723_161_300_000_000_000)
-    signal = _validator("signal")
+    signal = schema_validator("signal")
     lines = (tmp_path / "signals.jsonl").read_bytes().splitlines()
     assert lines
     for line in lines[:: max(1, len(lines) // 200)]:
@@ -81,7 +65,7 @@ def test_backtest_outputs_match_their_schemas(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("ts,symbol,price,size\n1,A,x,1\n")
     run_backtest([bad], out_dir=tmp_path / "bad")
-    reject = _validator("reject")
+    reject = schema_validator("reject")
     rows = (tmp_path / "bad" / "rejects.jsonl").read_bytes().splitlines()
     assert len(rows) == 1
     reject.validate(orjson.loads(rows[0]))
