@@ -253,8 +253,8 @@ def create_app(
     )
 
     async def batches(stream: Any) -> Any:
-        """Batches of events (amortising Faust's per-event cost); in durable mode each with a
-        reference we hold until a checkpoint (``run_batches`` drops those of revoked partitions).
+        """Batches of events (amortising Faust's per-event cost); in durable mode only those of
+        partitions still assigned to us, each with a reference we hold until a checkpoint.
 
         ``take_events`` acknowledges every event right after the batch body, noack stream or
         not; the extra reference keeps that from marking the offset committable before the
@@ -265,6 +265,8 @@ def create_app(
             if durable:
                 for event in events:  # dropped ones too: they must never count as acked
                     event.message.incref()
+                current = app.consumer.assignment()  # a batch taken before a revoke: its
+                events = [e for e in events if e.message.tp in current]  # new owner re-reads
             yield events
 
     async def load(what: str, partition: int, fn: Callable[[str], object], symbol: str) -> None:
@@ -278,27 +280,6 @@ def create_app(
                 return
             except redis.RedisError as e:
                 await checkpointer.load_failed(e, what)
-
-    async def applied_before(
-        cursor: str,
-        symbol: str,
-        loader: Callable[[str], object],
-        partition: int,
-        offset: int,
-        index: int,
-    ) -> bool:
-        """Durable mode: True (counted) for an input at or before the cursor's saved position,
-        never to be learned twice; else the input becomes the cursor's position. The cursor's
-        states are loaded (with retries) the first time it is seen."""
-        if cursor not in cursors:
-            await load(cursor, partition, loader, symbol)
-            saved = restore(cursor, symbol)
-            if saved is not None:
-                cursors[cursor] = saved
-        if checkpointer.skip(cursors.get(cursor), partition, offset, index):
-            return True
-        cursors[cursor] = (partition, offset, index)
-        return False
 
     def reject(event: Any, index: int | None, error: DecodeError) -> None:
         msg = event.message
@@ -347,10 +328,17 @@ def create_app(
         partition, offset = msg.partition, msg.offset
         for index, tick in ticks_of(event, report=True):
             symbol = tick.symbol
-            if durable and await applied_before(
-                f"{FUSED}/{symbol}", symbol, kernel.load, partition, offset, index
-            ):
-                continue
+            if durable:
+                cursor = f"{FUSED}/{symbol}"
+                if cursor not in cursors:
+                    await load("the kernel's", partition, kernel.load, symbol)
+                    saved = restore(cursor, symbol)
+                    if saved is not None:
+                        cursors[cursor] = saved
+                pos = cursors.get(cursor)
+                if checkpointer.skip(pos, partition, offset, index):
+                    continue  # applied before the last checkpoint: never learn twice
+                cursors[cursor] = (partition, offset, index)
             counters.ticks += 1
             decision = kernel.process(tick)
             if decision is not None:
@@ -372,10 +360,16 @@ def create_app(
             stage = kernel.stages[index]
             for element, tick in ticks_of(event, report=index == 0):
                 symbol = tick.symbol
-                if durable and await applied_before(
-                    f"{name}/{symbol}", symbol, stage.state, partition, offset, element
-                ):
-                    continue
+                if durable:
+                    cursor = f"{name}/{symbol}"
+                    if cursor not in cursors:
+                        await load(name, partition, stage.state, symbol)
+                        saved = restore(cursor, symbol)
+                        if saved is not None:
+                            cursors[cursor] = saved
+                    if checkpointer.skip(cursors.get(cursor), partition, offset, element):
+                        continue
+                    cursors[cursor] = (partition, offset, element)
                 if index == 0:
                     counters.ticks += 1
                 vote = kernel.vote(index, tick)
@@ -395,10 +389,16 @@ def create_app(
             return
         msg = event.message
         symbol = vote.symbol
-        if durable and await applied_before(
-            f"{JOIN}/{symbol}", symbol, kernel.load_join, msg.partition, msg.offset, 0
-        ):
-            return
+        if durable:
+            cursor = f"{JOIN}/{symbol}"
+            if cursor not in cursors:
+                await load("voting", msg.partition, kernel.load_join, symbol)
+                saved = restore(cursor, symbol)
+                if saved is not None:
+                    cursors[cursor] = saved
+            if checkpointer.skip(cursors.get(cursor), msg.partition, msg.offset):
+                return
+            cursors[cursor] = (msg.partition, msg.offset, 0)
         counters.votes += 1
         for decision in kernel.join(vote, time.monotonic()):
             emit(decision)
@@ -461,15 +461,14 @@ def create_app(
                     saved = restore(cursor, symbol)
                     if saved is not None:
                         cursors[cursor] = saved
-            for symbol in sorted(symbols):  # the kernel's live objects for what was loaded
-                if topo == "fused":  # all of a symbol's keys are saved together
-                    kernel.load(symbol)
-                    continue
-                for stage in kernel.stages:  # split: none created for the other topic's owners
-                    if durable_store.get(state_key(stage.name, symbol)) is not None:
-                        stage.state(symbol)
-                if durable_store.get(state_key(JOIN, symbol)) is not None:
-                    kernel.joiner.state(symbol)
+            for symbol in sorted(symbols):  # live objects for what was loaded, none created
+                for name in names:
+                    if durable_store.get(state_key(name, symbol)) is not None:
+                        kernel.stages[names.index(name)].state(symbol)
+            if topo == "split":
+                for symbol in sorted(symbols):
+                    if durable_store.get(state_key(JOIN, symbol)) is not None:
+                        kernel.joiner.state(symbol)
             return len(symbols), keys
 
         # checks the cadence often; a checkpoint is due checkpoint_interval_s after the last
