@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.baseline import BaselineResult, default_models, run_baseline
 from bench.synthetic import write as write_synthetic
 from quorum import run_backtest
+from quorum.baseline import BaselineResult, default_models, run_baseline
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = sorted((ROOT / "data" / "binance" / "spot").glob("*.gz"))

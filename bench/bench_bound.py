@@ -10,7 +10,7 @@ Per repeat, in one process, side by side:
   input, in the same order, replayed on fresh models: the models' own cost, nothing else;
 - ``kernel``: :meth:`Pipeline.process` over the ticks already read;
 - ``backtest``: ``run_backtest(prefetch=False)`` end to end (reader, kernel, scoring, files);
-- ``baseline``: :func:`bench.baseline.run_baseline` end to end.
+- ``baseline``: :func:`quorum.baseline.run_baseline` end to end.
 
 ``bound = baseline / (read + river)`` is the ratio a backtest would reach if everything but
 reading and the River models cost nothing: a kernel cannot beat it without cheaper models or a
@@ -30,11 +30,11 @@ from typing import Any
 
 from agents.pipeline import Pipeline
 from agents.stage import StageState
-from bench.baseline import run_baseline
 from bench.bench_backtest import SAMPLE, machine
 from config.settings import load_config
 from models.records import Tick
 from quorum import run_backtest
+from quorum.baseline import run_baseline
 from streams.readers import ReaderStats, read_ticks
 
 Call = tuple[int, bool, dict[str, float], bool]  # (model index, learn?, x, y)

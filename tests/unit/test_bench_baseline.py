@@ -13,9 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # bench/ is not an installed package; import it from the checkout
     sys.path.insert(0, str(ROOT))
 
-from bench.baseline import Baseline, run_baseline  # noqa: E402
 from bench.synthetic import write  # noqa: E402
 from models.records import Quote, Reject, Tick, Trade  # noqa: E402
+from quorum.baseline import Baseline, TickSignBaseline, run_baseline  # noqa: E402
 from streams.readers import ReaderStats, read_ticks  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "btcusdt_head.gz"
@@ -81,6 +81,61 @@ def test_baseline_never_learns_before_the_label_exists() -> None:
     assert len(base.symbols["X"].labeler.pending) == 1
 
 
+def test_tick_sign_baseline_by_hand() -> None:
+    scored: list[tuple[str, int, int, float, bool]] = []
+    base = TickSignBaseline(horizon_s=5.0, on_scored=lambda *a: scored.append(a))
+    ticks: list[Tick] = [
+        Quote("X", T0, 100.0, 100.2, 1.0, 1.0),  # seq 1, mid 100.1
+        Trade("X", T0 + 1 * S, 100.2, 1.0),  # seq 2 A: no change seen, cell 0 (0, 0) -> 1/2
+        Trade("X", T0 + 2 * S, 100.3, 1.0),  # seq 3 B: up-tick, cell +1 (0, 0) -> 1/2
+        Quote("X", T0 + 3 * S, 100.4, 100.6, 1.0, 1.0),  # seq 4, mid 100.5
+        # seq 5 C: A (deadline +6 s) and B (+7 s) resolve first at mid 100.5: both UP, so
+        # cell 0 = (1, 0), cell +1 = (1, 0); then the down-tick: cell -1 (0, 0) -> 1/2
+        Trade("X", T0 + 8 * S, 100.0, 1.0),
+        Trade("X", T0 + 9 * S, 100.1, 1.0),  # seq 6 D: up-tick, cell +1 (1, 0) -> 2/3
+        Trade("X", T0 + 9 * S + S // 2, 100.1, 1.0),  # seq 7 E: zero tick keeps +1 -> 2/3
+        Quote("X", T0 + 10 * S, 99.9, 100.1, 1.0, 1.0),  # seq 8, mid 100.0
+        # seq 9: C, D, E (deadlines +13, +14, +14.5 s) resolve at mid 100.0 < 100.5: DOWN
+        Quote("X", T0 + 20 * S, 100.1, 100.3, 1.0, 1.0),
+    ]
+    ps = [base.process(t) for t in ticks]
+    assert ps == [None, 0.5, 0.5, None, 0.5, pytest.approx(2 / 3), pytest.approx(2 / 3), None, None]
+    assert scored == [
+        ("X", 2, T0 + 1 * S, 0.5, True),
+        ("X", 3, T0 + 2 * S, 0.5, True),
+        ("X", 5, T0 + 8 * S, 0.5, False),
+        ("X", 6, T0 + 9 * S, pytest.approx(2 / 3), False),
+        ("X", 7, T0 + 9 * S + S // 2, pytest.approx(2 / 3), False),
+    ]
+    # log-loss: three coins (3 ln 2) and two 2/3-for-up that went down (2 ln 3), over 5
+    assert base.score.n == 5
+    assert base.score.log_loss_sum == pytest.approx(3 * math.log(2) + 2 * math.log(3))
+    # cells: +1 saw B up, D and E down = (1, 2) -> 2/5; -1 saw C down -> 1/3; 0 saw A up -> 2/3
+    assert base.table() == {
+        "X": {1: (1, 2, pytest.approx(0.4)), -1: (0, 1, pytest.approx(1 / 3)),
+              0: (1, 0, pytest.approx(2 / 3))},
+    }  # fmt: skip
+    assert base.trades == 5 and base.events == 9
+
+
+def test_both_baselines_score_the_same_outcomes_with_quorums_numbering() -> None:
+    # Catches: the baselines numbering ticks differently (evaluate matches them by seq), or the
+    # hook missing outcomes the score counted.
+    a: list[tuple[str, int, int]] = []
+    b: list[tuple[str, int, int]] = []
+    river = Baseline(on_scored=lambda sym, seq, ts, p, up: a.append((sym, seq, ts)))
+    sign = TickSignBaseline(on_scored=lambda sym, seq, ts, p, up: b.append((sym, seq, ts)))
+    by_symbol: dict[str, list[Tick]] = {}
+    for tick in read_ticks([FIXTURE]):
+        by_symbol.setdefault(tick.symbol, []).append(tick)
+        river.process(tick)
+        sign.process(tick)
+    assert a == b and len(a) == river.score.n == sign.score.n > 100
+    for sym, seq, ts in a[:50]:
+        trigger = by_symbol[sym][seq - 1]  # seq numbers a symbol's ticks from 1
+        assert isinstance(trigger, Trade) and trigger.ts == ts
+
+
 def test_synthetic_is_deterministic_and_readable(tmp_path: Path) -> None:
     a = write(tmp_path / "a.jsonl.gz", events=3_000, symbols=5, seed=11)
     b = write(tmp_path / "b.jsonl.gz", events=3_000, symbols=5, seed=11)
@@ -103,8 +158,8 @@ def test_backtest_table_shows_both_ratios_and_both_accuracies(
 ) -> None:
     # Catches: the one-process ratio or either side's accuracy dropped from the printed table,
     # or a ratio computed against the wrong run.
-    from bench.baseline import BaselineResult
     from bench.bench_backtest import QuorumRun, Row, print_table
+    from quorum.baseline import BaselineResult
 
     def q(ev_s: float) -> QuorumRun:
         score = {"n_scored": 900, "accuracy": 0.5812, "log_loss": 0.6822, "brier": 0.2446}

@@ -1,11 +1,17 @@
-"""The hand-written River baseline that quorum must beat.
+"""The hand-written baselines that quorum must beat: a River soft vote and a tick-sign count.
 
 Deliberately plain: a few raw features per symbol, three River models with their defaults,
 an uncalibrated soft vote (mean of P(up)). Labels, scoring and parsing are quorum's own
 (:class:`models.labels.Labeler`, :class:`quorum.metrics.BinaryScore`, :func:`read_ticks`), so
 the comparison measures the modelling, not the plumbing. Do not tune it either way.
 
-    python -m bench.baseline data/binance/spot/*.gz
+    python -m quorum.baseline data/binance/spot/*.gz
+
+:class:`TickSignBaseline` is the cheapest honest yardstick: P(up | the sign of the last
+non-zero trade-price change) from Beta(1, 1) counts, with the same labels. Both take an
+``on_scored`` hook, called with ``(symbol, seq, ts, p_up, up)`` for every scored outcome, where
+``seq`` numbers a symbol's ticks from 1 exactly as quorum's pipeline does, so their outcomes can
+be matched with quorum's one for one.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ class Classifier(Protocol):
 
 
 ModelFactory = Callable[[], Sequence[Classifier]]
+OnScored = Callable[[str, int, int, float, bool], None]
+"""Called per scored outcome with (symbol, seq, ts of the trigger, predicted P(up), up)."""
 
 
 def default_models() -> list[Classifier]:
@@ -121,10 +129,12 @@ class Baseline:
         horizon_s: float = DEFAULT_HORIZON_S,
         dead_band_bps: float = 0.0,
         models: ModelFactory = default_models,
+        on_scored: OnScored | None = None,
     ) -> None:
         self.horizon_ns = round(horizon_s * 1e9)
         self.dead_band_bps = dead_band_bps
         self.models = models
+        self.on_scored = on_scored
         self.score = BinaryScore()
         self.symbols: dict[str, SymbolState] = {}
         self.events = 0
@@ -152,6 +162,8 @@ class Baseline:
             x, p = pending.payload
             up = label is Label.UP
             self.score.update(p, up)
+            if self.on_scored is not None:
+                self.on_scored(tick.symbol, pending.seq, pending.deadline - self.horizon_ns, p, up)
             for m in st.models:
                 m.learn_one(x, up)
             st.learned += 1
@@ -165,6 +177,92 @@ class Baseline:
         p_up = sum(_p_up(m, x) for m in models) / len(models) if st.learned else 0.5
         st.labeler.add(st.seq, tick.ts, (x, p_up))
         return p_up
+
+
+@dataclass
+class TickSignState:
+    labeler: Labeler
+    last_price: float = 0.0
+    sign: int = 0  # of the last non-zero trade-price change; 0 until the price has moved
+    # per cell (+1, -1, 0): [ups, downs] observed, before the Beta(1, 1) prior is added
+    counts: dict[int, list[int]] = field(default_factory=lambda: {1: [0, 0], -1: [0, 0], 0: [0, 0]})
+    seq: int = 0
+    learned: int = 0
+    flats: int = 0
+
+
+class TickSignBaseline:
+    """Prequential P(up | sign of the last non-zero price change of the symbol's trades).
+
+    Three cells per symbol: +1 (the last change was up), −1 (down), 0 (no change seen yet).
+    Each holds Beta(1, 1) prior counts, so a cell's P(up) = (ups + 1) / (ups + downs + 2).
+    Every trade is a trigger: its price updates the sign first (it is known at the trigger),
+    then the cell's P(up) is predicted and held; once the label resolves (quorum's
+    :class:`~models.labels.Labeler`: same reference price, horizon and dead band; flats neither
+    learned nor scored) it is scored and counted in the cell it was predicted from. Quotes only
+    move the reference price. The table (:meth:`table`) is the whole model.
+    """
+
+    def __init__(
+        self,
+        horizon_s: float = DEFAULT_HORIZON_S,
+        dead_band_bps: float = 0.0,
+        on_scored: OnScored | None = None,
+    ) -> None:
+        self.horizon_ns = round(horizon_s * 1e9)
+        self.dead_band_bps = dead_band_bps
+        self.on_scored = on_scored
+        self.score = BinaryScore()
+        self.symbols: dict[str, TickSignState] = {}
+        self.events = 0
+        self.trades = 0
+
+    def _state(self, symbol: str) -> TickSignState:
+        st = self.symbols.get(symbol)
+        if st is None:
+            st = TickSignState(Labeler(self.horizon_ns, self.dead_band_bps))
+            self.symbols[symbol] = st
+        return st
+
+    @staticmethod
+    def p_up(counts: list[int]) -> float:
+        ups, downs = counts
+        return (ups + 1.0) / (ups + downs + 2.0)
+
+    def process(self, tick: Tick) -> float | None:
+        """Apply one tick; return P(up) for a trade (a trigger), else None."""
+        self.events += 1
+        st = self._state(tick.symbol)
+        st.seq += 1
+        for pending, label in st.labeler.resolve(tick.ts):
+            if label is Label.FLAT:
+                st.flats += 1
+                continue
+            cell, p = pending.payload
+            up = label is Label.UP
+            self.score.update(p, up)
+            st.counts[cell][0 if up else 1] += 1
+            st.learned += 1
+            if self.on_scored is not None:
+                self.on_scored(tick.symbol, pending.seq, pending.deadline - self.horizon_ns, p, up)
+        st.labeler.observe(tick)
+        if not isinstance(tick, Trade):
+            return None
+        self.trades += 1
+        price = tick.price
+        if st.last_price > 0.0 and price != st.last_price:
+            st.sign = 1 if price > st.last_price else -1
+        st.last_price = price
+        p = self.p_up(st.counts[st.sign])
+        st.labeler.add(st.seq, tick.ts, (st.sign, p))
+        return p
+
+    def table(self) -> dict[str, dict[int, tuple[int, int, float]]]:
+        """Per symbol and cell: (ups, downs, P(up) now)."""
+        return {
+            sym: {c: (u, d, self.p_up([u, d])) for c, (u, d) in st.counts.items()}
+            for sym, st in sorted(self.symbols.items())
+        }
 
 
 @dataclass
@@ -212,7 +310,7 @@ def _fmt(v: Any) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m bench.baseline", description="Run the River baseline."
+        prog="python -m quorum.baseline", description="Run the River baseline."
     )
     ap.add_argument("paths", nargs="+", type=Path, help="tick files (Binance raw, CSV, JSONL; gz)")
     ap.add_argument("--horizon", type=float, default=DEFAULT_HORIZON_S, help="label horizon, s")
