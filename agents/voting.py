@@ -1,8 +1,9 @@
 """The voting agent: joins the stages' votes for a tick into one explained signal.
 
-Weights are learned online from the outcomes the stages report (Hedge on log-loss), per
-symbol. A quorum of voting stages is required, and a confidence threshold on the ensemble's
-P(up) turns it into BUY / SELL; anything else is HOLD.
+Weights are learned online from the outcomes the stages report, per symbol, by the combiner
+``voting.method`` names (:mod:`models.ensemble`: a log-odds stack or Hedge). A quorum of
+voting stages is required, and a confidence threshold on the ensemble's P(up) turns it into
+BUY / SELL; anything else is HOLD.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from config.settings import PipelineConfig
-from models.ensemble import HedgeWeights
+from models.ensemble import Combiner, HedgeWeights, StackWeights
 from models.records import Action, Label, Signal, StageVote, Vote
 from models.state import MemoryStateStore, StateStore, state_key
 
@@ -35,7 +36,7 @@ class Scored:
 
 @dataclass
 class VoterState:
-    weights: HedgeWeights
+    weights: Combiner
     pending: OrderedDict[int, tuple[int, Action, float, dict[str, float | None]]] = field(
         default_factory=OrderedDict
     )
@@ -69,11 +70,17 @@ class Voter:
             key = state_key(VOTER, symbol)
             st = self.store.get(key)
             if st is None:
-                w = HedgeWeights.uniform(self.stage_names, self.cfg.learning_rate, self.cfg.share)
-                st = VoterState(w)
+                st = VoterState(self.new_combiner())
                 self.store.put(key, st)
             self._live[symbol] = st
         return st
+
+    def new_combiner(self) -> Combiner:
+        """Fresh, equal weights for one symbol, of the configured method."""
+        c = self.cfg
+        if c.method == "hedge":
+            return HedgeWeights.uniform(self.stage_names, c.learning_rate, c.share, self.horizon_ns)
+        return StackWeights.uniform(self.stage_names, c.learning_rate, c.l2, self.horizon_ns)
 
     def forget(self) -> None:
         """Drop live state (after a rebalance): the next vote reloads it from the store."""
@@ -123,7 +130,7 @@ class Voter:
         explained signal. The fused kernel calls it directly, without building Vote records.
         """
         st = self._live.get(symbol) or self.state(symbol)
-        scored = self._learn(st, symbol, outcomes) if outcomes else ()
+        scored = self._learn(st, symbol, ts, outcomes) if outcomes else ()
 
         probs = {name: p for name, _, _, p in votes if p is not None}
         quorum_met = len(probs) >= self.cfg.quorum
@@ -162,7 +169,7 @@ class Voter:
 
     @staticmethod
     def _learn(
-        st: VoterState, symbol: str, outcomes: Sequence[tuple[int, Label]]
+        st: VoterState, symbol: str, now: int, outcomes: Sequence[tuple[int, Label]]
     ) -> tuple[Scored, ...]:
         scored: list[Scored] = []
         batch: list[tuple[dict[str, float | None], bool]] = []
@@ -178,5 +185,5 @@ class Voter:
             up = label is Label.UP
             batch.append((p_stages, up))
             scored.append(Scored(symbol, seq, ts, up, action, p_ens, p_stages))
-        st.weights.update_many(batch)
+        st.weights.update_many(batch, now)
         return tuple(scored)

@@ -70,8 +70,17 @@ class StageConfig(_Frozen):
 class VotingConfig(_Frozen):
     quorum: int = Field(default=2, ge=1)
     threshold: float = Field(default=0.55, gt=0.5, lt=1.0)
-    learning_rate: float = Field(default=0.5, gt=0, description="Hedge eta on log-loss")
-    share: float = Field(default=0.01, ge=0, lt=1, description="fixed-share mixing")
+    method: Literal["stack", "hedge"] = Field(
+        default="stack",
+        description="stack: log-odds pool, AdaGrad; hedge: exponential weights, fixed share",
+    )
+    learning_rate: float = Field(
+        default=0.05, gt=0, description="stack: AdaGrad rate; hedge: eta, per horizon"
+    )
+    l2: float = Field(default=0.01, ge=0, description="stack: pull towards equal weights")
+    share: float = Field(
+        default=0.0001, ge=0, lt=1, description="hedge: fixed share per independent outcome"
+    )
     max_pending: int = Field(default=100_000, gt=0)
 
 

@@ -103,7 +103,8 @@ def _cfg(calibrate: bool) -> PipelineConfig:
             "warmup": 0,
         }
     )
-    voting = VotingConfig(**{**cfg.voting.model_dump(), "quorum": 1})
+    # a linear pool of one member is that member exactly (a log-odds stack rescales it)
+    voting = VotingConfig(**{**cfg.voting.model_dump(), "quorum": 1, "method": "hedge"})
     return cfg.model_copy(update={"stages": (stage,), "voting": voting})
 
 

@@ -11,7 +11,16 @@ from config.settings import PipelineConfig, load_config
 from models.ensemble import HedgeWeights
 from models.records import Action, Label, Outcome, Vote
 
-CFG = load_config()
+# These tests pin the hedge method (a linear pool with fixed share) at eta 2 and share 0.01:
+# its arithmetic is hand-computed below. The default stack has its own in test_ensemble.py.
+_DEFAULT = load_config()
+CFG = _DEFAULT.model_copy(
+    update={
+        "voting": _DEFAULT.voting.model_copy(
+            update={"method": "hedge", "learning_rate": 2.0, "share": 0.01}
+        )
+    }
+)
 NAMES = [s.name for s in CFG.stages]
 
 
@@ -75,8 +84,8 @@ def test_flat_outcomes_are_counted_not_learned() -> None:
 
 def test_hedge_fixed_share_keeps_a_floor() -> None:
     w = HedgeWeights.uniform(["x", "y"], learning_rate=5.0, share=0.05)
-    for _ in range(200):
-        w.update({"x": 0.99, "y": 0.01}, up=True)
+    for t in range(200):  # rounds a horizon apart (1 ns by default): each a whole share
+        w.update({"x": 0.99, "y": 0.01}, up=True, now_ns=t * 10)
     assert w.weights["y"] >= 0.05 / 2 - 1e-12
     assert w.combine({"x": 1.0, "y": 0.0}) == w.weights["x"]
 
@@ -94,8 +103,9 @@ def test_receipt_follows_config_order_whatever_the_arrival_order() -> None:
 
 
 def _hand_weights() -> tuple[float, float, float]:
-    # Hedge (models/ensemble.py): w_i <- w_i * exp(-eta * loss_i), normalise, then fixed share
-    # w_i <- (1 - share) * w_i + share / n. Config: eta = 2.0, share = 0.01, n = 3, uniform start.
+    # Hedge (models/ensemble.py): w_i <- w_i * exp(-eta/m * loss_i), normalise, then fixed share
+    # w_i <- (1 - a) * w_i + a / n with a = 1 - (1 - share)^(k/m). Config: eta = 2.0,
+    # share = 0.01, n = 3, uniform start; the first round: k = m = 1 outcome, so a = share.
     # One outcome (up) with p = (0.9, 0.1, 0.5): loss_i = -ln p_i, so exp(-2 loss_i) = p_i^2:
     # multipliers 0.81, 0.01, 0.25; normalised 0.81/1.07, 0.01/1.07, 0.25/1.07; then shared:
     assert CFG.voting.learning_rate == 2.0 and CFG.voting.share == 0.01
@@ -158,7 +168,8 @@ def test_outcomes_resolving_together_make_one_step_on_their_mean_loss() -> None:
     v.process(_votes(2, {a: 0.8, b: 0.2, c: 0.5}))
     both = (Outcome(1, Label.UP), Outcome(2, Label.DOWN))
     v.process(_votes(3, {a: 0.5, b: 0.5, c: 0.5}, both))
-    # eta = 2 / 2 outcomes = 1 on the summed loss: multipliers 0.9 * (1 - 0.8) = 0.18,
+    # the first round, two outcomes: m = 2 within the horizon, so eta / m = 1 on each outcome's
+    # loss (summed) and a = 1 - 0.99^(2/2) = 0.01: multipliers 0.9 * (1 - 0.8) = 0.18,
     # 0.1 * (1 - 0.2) = 0.08 and 0.5 * 0.5 = 0.25; total 0.51
     w = v.state("BTC").weights.weights
     assert w[a] == pytest.approx(0.99 * 0.18 / 0.51 + 0.01 / 3, rel=1e-12)
