@@ -6,8 +6,11 @@ It writes ``signals.jsonl`` (byte-identical across runs of the same input and co
 
 from __future__ import annotations
 
+import statistics
 import time
-from collections.abc import Callable, Iterable
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -15,17 +18,154 @@ from typing import IO, Any
 import orjson
 
 from agents.pipeline import Pipeline
-from agents.voting import Decision
+from agents.voting import Decision, Scored
 from config.settings import PipelineConfig, load_config
-from models.records import Action, Reject, Signal, Trade
+from models.records import Action, Reject, Signal, Tick, Trade
 from quorum.metrics import BinaryScore, Decimator, RollingAccuracy
+from quorum.stats import reliability
 from streams.codecs import encode_reject, encode_signal
 from streams.prefetch import read_ticks_prefetched
 from streams.readers import Format, ReaderStats, read_ticks
 from streams.timeparse import format_time_ns
 
 ProgressHook = Callable[[int], None]
+ScoredHook = Callable[[Scored], None]
 ROLLING_WINDOW = 500
+STABILITY_WINDOW_NS = 60 * 1_000_000_000
+MINUTE_NS = 60 * 1_000_000_000
+RELIABILITY_BINS = 10
+
+
+@dataclass
+class StripStats:
+    """What :func:`strip_to_trades` removed."""
+
+    quotes_dropped: int = 0
+    sides_removed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"quotes_dropped": self.quotes_dropped, "sides_removed": self.sides_removed}
+
+
+def strip_to_trades(ticks: Iterable[Tick], stats: StripStats | None = None) -> Iterator[Tick]:
+    """The ticks as exchange prints / TAQ would have them: no quotes, no aggressor side.
+
+    Every :class:`~models.records.Quote` is dropped and every trade with a side comes out as
+    a new :class:`~models.records.Trade` with ``side=None`` (the input is not mutated).
+    ``stats`` counts both.
+    """
+    st = stats if stats is not None else StripStats()
+    for tick in ticks:
+        if not isinstance(tick, Trade):
+            st.quotes_dropped += 1
+            continue
+        if tick.side is not None:
+            st.sides_removed += 1
+            tick = Trade(tick.symbol, tick.ts, tick.price, tick.size, None)
+        yield tick
+
+
+class WeightStability:
+    """How fast one symbol's ensemble weights move: the report's ``weights_stability``.
+
+    Definition. Take the symbol's signals in event-time order and, for each, the stage
+    weights its receipt shows (``sig.stages[i].weight``). For a signal s at time tₛ, its window
+    holds every signal of the symbol with tₛ ≤ t ≤ tₛ + 60 s (both ends in; at the end of the
+    data the window is what there is). The window's change is the largest, over stages, of
+    (max − min of that stage's weight over the window). A minute of event time
+    (⌊tₛ / 60 s⌋, UTC-aligned) in which at least one signal starts scores the largest change of
+    the windows starting in it; minutes without signals score nothing. The run's number is the
+    median of these minute scores over all symbols × minutes; per symbol, the median over its
+    minutes.
+
+    Streaming and exact: the open windows are the signals of the last 60 s (a deque), with one
+    monotonic max- and min-deque per stage, so each signal costs O(stages) amortised; memory is
+    the last 60 s of signals plus one float per minute with signals.
+    """
+
+    def __init__(self, window_ns: int = STABILITY_WINDOW_NS, minute_ns: int = MINUTE_NS) -> None:
+        self.window_ns = window_ns
+        self.minute_ns = minute_ns
+        self.starts: deque[tuple[int, int]] = deque()  # (index, ts) of windows not yet closed
+        self.maxq: list[deque[tuple[int, float]]] = []
+        self.minq: list[deque[tuple[int, float]]] = []
+        self.n = 0
+        self.minutes: dict[int, float] = {}
+
+    def add(self, ts: int, weights: Sequence[float]) -> None:
+        starts = self.starts
+        while starts and ts - starts[0][1] > self.window_ns:
+            self._close()
+        if not self.maxq:
+            self.maxq = [deque() for _ in weights]
+            self.minq = [deque() for _ in weights]
+        i = self.n
+        self.n += 1
+        for k, w in enumerate(weights):
+            mx, mn = self.maxq[k], self.minq[k]
+            while mx and mx[-1][1] <= w:
+                mx.pop()
+            mx.append((i, w))
+            while mn and mn[-1][1] >= w:
+                mn.pop()
+            mn.append((i, w))
+        starts.append((i, ts))
+
+    def _close(self) -> None:
+        i, ts = self.starts.popleft()
+        change = 0.0
+        for mx, mn in zip(self.maxq, self.minq, strict=True):
+            while mx[0][0] < i:
+                mx.popleft()
+            while mn[0][0] < i:
+                mn.popleft()
+            change = max(change, mx[0][1] - mn[0][1])
+        minute = ts // self.minute_ns
+        if change > self.minutes.get(minute, -1.0):
+            self.minutes[minute] = change
+
+    def finish(self) -> list[float]:
+        """Close the remaining windows; the minute scores in time order."""
+        while self.starts:
+            self._close()
+        return [v for _, v in sorted(self.minutes.items())]
+
+
+def weights_stability(per_symbol: dict[str, WeightStability]) -> dict[str, Any]:
+    """The report entry: medians of :class:`WeightStability`'s minute scores."""
+    pooled: list[float] = []
+    per: dict[str, float | None] = {}
+    for sym, ws in sorted(per_symbol.items()):
+        minutes = ws.finish()
+        pooled += minutes
+        per[sym] = statistics.median(minutes) if minutes else None
+    return {
+        "window_s": STABILITY_WINDOW_NS / 1e9,
+        "median": statistics.median(pooled) if pooled else None,
+        "minutes": len(pooled),
+        "per_symbol": per,
+    }
+
+
+@dataclass
+class _Outcomes:
+    """Every scored (p, up) pair of one model, packed: 9 bytes an outcome.
+
+    Exact equal-mass reliability bins need all pairs (the bin edges are quantiles of p known
+    only at the end). At these sizes (10⁵ outcomes: about 1 MB per model) that is cheap; a run
+    of 10⁸ outcomes would want a bounded reservoir instead.
+    """
+
+    p: array[float] = field(default_factory=lambda: array("d"))
+    y: array[int] = field(default_factory=lambda: array("b"))
+
+    def add(self, p: float, up: bool) -> None:
+        self.p.append(p)
+        self.y.append(1 if up else 0)
+
+    def bins(self, bins: int = RELIABILITY_BINS) -> list[list[float]]:
+        ys = [v == 1 for v in self.y]
+        return [[mp, fy, float(n)] for mp, fy, n in reliability(self.p, ys, bins)]
 
 
 @dataclass
@@ -60,6 +200,8 @@ class _Scoreboard:
         self.hits = BinaryScore()
         self.charts: dict[str, _SymbolCharts] = {}
         self.last_price: dict[str, float] = {}
+        self.stability: dict[str, WeightStability] = {}
+        self.outcomes = {n: _Outcomes() for n in ("ensemble", *stage_names)}
 
     def _symbol(self, symbol: str) -> dict[str, Any]:
         s = self.per_symbol.get(symbol)
@@ -67,6 +209,7 @@ class _Scoreboard:
             s = {"events": 0, "trades": 0, "quotes": 0, "signals": 0, "ensemble": BinaryScore()}
             self.per_symbol[symbol] = s
             self.charts[symbol] = _SymbolCharts(weights={n: Decimator() for n in self.stage_names})
+            self.stability[symbol] = WeightStability()
         return s
 
     def tick(self, symbol: str, is_trade: bool, price: float) -> None:
@@ -89,8 +232,11 @@ class _Scoreboard:
             charts.sell.add(sig.ts, price)
         for sv in sig.stages:
             charts.weights[sv.name].add(sig.ts, sv.weight)
+        self.stability[sig.symbol].add(sig.ts, [sv.weight for sv in sig.stages])
+        outcomes = self.outcomes
         for sc in d.scored:
             self.ensemble.update(sc.p_ensemble, sc.up)
+            outcomes["ensemble"].add(sc.p_ensemble, sc.up)
             s["ensemble"].update(sc.p_ensemble, sc.up)
             self.rolling_series["ensemble"].add(
                 sig.ts, self.rolling["ensemble"].update(sc.p_ensemble, sc.up)
@@ -98,6 +244,7 @@ class _Scoreboard:
             for name, p in sc.p_stages.items():
                 if p is not None:
                     self.stages[name].update(p, sc.up)
+                    outcomes[name].add(p, sc.up)
                     self.rolling_series[name].add(sig.ts, self.rolling[name].update(p, sc.up))
             if sc.action is not Action.HOLD:
                 self.hits.update(1.0 if sc.action is Action.BUY else 0.0, sc.up)
@@ -115,6 +262,9 @@ class _Scoreboard:
             },
             "rolling_accuracy": {n: d.points for n, d in self.rolling_series.items()},
             "rolling_window": ROLLING_WINDOW,
+            # equal-mass bins (quorum.stats.reliability): [mean p, observed up rate, n]
+            "reliability": {n: o.bins() for n, o in self.outcomes.items()},
+            "reliability_bins": RELIABILITY_BINS,
         }
 
 
@@ -137,6 +287,8 @@ def run_backtest(
     keep_signals: bool = True,
     progress: ProgressHook | None = None,
     prefetch: bool = True,
+    on_scored: ScoredHook | None = None,
+    trades_only: bool = False,
 ) -> BacktestResult:
     """Run the pipeline over recorded ticks and score it.
 
@@ -145,6 +297,10 @@ def run_backtest(
     memory flat on long runs (the signals are still written to ``signals.jsonl``).
     ``prefetch`` parses the input in a child process, overlapping it with the pipeline; the
     ticks, their order and the rejects are the same either way.
+    ``on_scored`` is called with every scored up/down outcome (:class:`agents.voting.Scored`),
+    in the order the voter scores them. ``trades_only`` runs on the ticks as exchange prints
+    would have them (:func:`strip_to_trades`: no quotes, no aggressor side); the report then
+    says what was stripped under ``trades_only``. Both off leave every output unchanged.
     Raises :class:`streams.readers.ReaderError` for a missing or unusable input file and
     :class:`config.settings.ConfigError` for an invalid config.
     """
@@ -171,10 +327,11 @@ def run_backtest(
 
     first_ts: int | None = None
     last_ts = 0
+    strip = StripStats()
     t0 = time.perf_counter()
     try:
         reader = read_ticks_prefetched if prefetch else read_ticks
-        ticks = reader(
+        ticks: Iterable[Tick] = reader(
             files,
             fmt=fmt,
             symbols=list(symbols) if symbols is not None else None,
@@ -184,6 +341,8 @@ def run_backtest(
             on_reject=on_reject,
             stats=stats,
         )
+        if trades_only:
+            ticks = strip_to_trades(ticks, strip)
         n = 0
         for tick in ticks:
             n += 1
@@ -197,6 +356,9 @@ def run_backtest(
             decision = pipeline.process(tick)
             if decision is not None:
                 board.decision(decision)
+                if on_scored is not None:
+                    for sc in decision.scored:
+                        on_scored(sc)
                 if sig_file is not None:
                     sig_file.write(encode_signal(decision.signal) + b"\n")
                 if keep_signals:
@@ -213,6 +375,8 @@ def run_backtest(
     elapsed = time.perf_counter() - t0
 
     report = _report(cfg, files, pipeline, board, stats, elapsed, first_ts, last_ts)
+    if trades_only:
+        report["trades_only"] = strip.as_dict()
     charts = board.charts_dict()
     if out is not None:
         (out / "report.json").write_bytes(
@@ -288,6 +452,7 @@ def _report(
             },
             "voter_pending": sum(st.dropped for st in voter_states.values()),
         },
+        "weights_stability": weights_stability(board.stability),
         "per_symbol": {
             sym: {
                 "events": s["events"],

@@ -100,6 +100,20 @@ def _summary(report: dict[str, Any], out: Path) -> None:
         f"BUY/SELL hit rate {_fmt(sig['hit_rate'], 3)} over {sig['n_hits_scored']:,}",
     )
     head.add_row("config", f"{report['config_name']} {report['config_hash']}")
+    stab = report.get("weights_stability")
+    if stab is not None:
+        per = ", ".join(f"{k} {_fmt(v, 3)}" for k, v in stab["per_symbol"].items())
+        head.add_row(
+            "weights",
+            f"largest change within {stab['window_s']:g} s: median {_fmt(stab['median'], 3)} "
+            f"over {stab['minutes']:,} symbol-minutes ({per})",
+        )
+    if "trades_only" in report:
+        t = report["trades_only"]
+        head.add_row(
+            "trades only",
+            f"{t['quotes_dropped']:,} quotes dropped, {t['sides_removed']:,} sides removed",
+        )
     console.print(head)
     scores = Table(title=f"scores on up/down outcomes, horizon {report['horizon_s']} s")
     for col in ("model", "n_scored", "accuracy", "log_loss", "brier"):
