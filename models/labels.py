@@ -3,7 +3,7 @@
 A trigger tick at time ``t`` is labelled once event time has moved *past* ``t + horizon``:
 only then are all ticks stamped at or before the deadline known. The label compares the
 reference price at the deadline with the one at ``t`` (mid when a quote is known, else the
-last trade price).
+last trade price corrected for bid-ask bounce: see :class:`ReferencePrice`).
 """
 
 from __future__ import annotations
@@ -13,24 +13,42 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.records import Label, Quote, Tick
+from models.trade_sign import RollSpread, TradeSigner
 
 
 @dataclass(slots=True)
 class ReferencePrice:
-    """Mid when a quote is known, else the last trade price."""
+    """Mid when a quote is known, else the last trade price corrected for bid-ask bounce.
+
+    Once a quote has been seen the value is the mid, computed exactly as it always was (trades
+    then only record ``last_trade``). While no quote has been seen (trades-only data), the value
+    is the last trade price minus ``sign · Ŝ/2``: a buy prints at the ask, half a spread above
+    the unobserved mid, a sell half a spread below. The sign comes from a :class:`TradeSigner`
+    without quotes (the exchange's side when the print has one, else the tick rule) and Ŝ is
+    Roll's estimate (0 until the price changes are negatively autocorrelated), so the label
+    does not reward the bounce, which cannot be traded.
+    """
 
     mid: float = 0.0
     last_trade: float = 0.0
+    corrected: float = 0.0  # last_trade − sign·Ŝ/2, maintained while no quote has been seen
+    signer: TradeSigner = field(default_factory=TradeSigner)
+    roll: RollSpread = field(default_factory=RollSpread)
 
     def update(self, tick: Tick) -> None:
         if isinstance(tick, Quote):
             self.mid = (tick.bid + tick.ask) * 0.5
         else:
-            self.last_trade = tick.price
+            price = self.last_trade = tick.price
+            if self.mid == 0.0:  # no quote yet: the bounce-corrected trade price
+                sign = self.signer.sign(tick)[0]
+                roll = self.roll
+                roll.update(price)
+                self.corrected = price - sign * roll.spread * 0.5
 
     @property
     def value(self) -> float:
-        return self.mid if self.mid > 0.0 else self.last_trade
+        return self.mid if self.mid > 0.0 else self.corrected
 
 
 def label_of(before: float, after: float, dead_band_bps: float) -> Label:
