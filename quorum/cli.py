@@ -171,6 +171,39 @@ def backtest(
         _summary(result.report, out)
 
 
+@app.command()
+def evaluate(
+    datasets: Annotated[
+        list[str],
+        typer.Argument(
+            help="name=PATH_OR_GLOB[,...], a directory (its *.gz), a path or glob, or 'sample'"
+        ),
+    ],
+    trades_only: Annotated[
+        bool, typer.Option("--trades-only", help="Strip quotes and aggressor sides first")
+    ] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write it as JSON")] = None,
+    config: ConfigOpt = None,
+    horizon: Annotated[float | None, typer.Option("--horizon", help="Label horizon, s")] = None,
+) -> None:
+    """Score the ensemble, its stages, two baselines and a coin, with HAC standard errors."""
+    import orjson
+
+    from quorum import evaluate as ev
+
+    try:
+        sets = [ev.parse_dataset(d) for d in datasets]
+        result = ev.evaluate(sets, config=config, horizon_s=horizon, trades_only=trades_only)
+    except (ReaderError, ConfigError, ModelConfigError, ValueError) as e:
+        raise _fail(str(e)) from None
+    ev.render(result, console)
+    if json_out is not None:
+        json_out.write_bytes(
+            orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+        )
+        console.print(f"wrote {json_out}")
+
+
 # --- streaming on Kafka: services, topics, replay, signals ------------------------------------
 
 
