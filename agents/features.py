@@ -12,6 +12,7 @@ from collections import deque
 from typing import ClassVar
 
 from models.records import Quote, Tick, Trade
+from models.trade_sign import RollSpread, TradeSigner
 
 _NS = 1e9
 
@@ -34,12 +35,16 @@ class Extractor:
 
 
 class Microstructure(Extractor):
-    """Spread, top-of-book imbalance, microprice vs mid, aggressor-flow imbalance."""
+    """Spread, top-of-book imbalance, size-weighted mid vs mid, aggressor-flow imbalance.
+
+    A trade's side is the exchange's when given, else the :class:`TradeSigner`'s (Lee–Ready
+    with the quote in force, the tick rule without one); ``signing`` counts the rules used.
+    """
 
     FEATURES = (
         "spread_bps",
         "imbalance",
-        "microprice_bps",
+        "weighted_mid_bps",
         "flow_2s",
         "flow_10s",
         "trade_sign",
@@ -56,6 +61,12 @@ class Microstructure(Extractor):
         self.buy_10s = 0.0
         self.sell_10s = 0.0
         self.trade_sign = 0.0
+        self.signer = TradeSigner()
+
+    @property
+    def signing(self) -> dict[str, int]:
+        """Trades signed per rule (``models.trade_sign.RULES``)."""
+        return self.signer.counts
 
     def update(self, tick: Tick, ref: float) -> None:
         if isinstance(tick, Quote):
@@ -65,13 +76,14 @@ class Microstructure(Extractor):
         dt = tick.ts - self.last_ts
         self.last_ts = tick.ts
         d2, d10 = _decay(dt, 2.0), _decay(dt, 10.0)
-        buy = tick.size if tick.side == "buy" else 0.0
-        sell = tick.size if tick.side == "sell" else 0.0
+        sign = self.signer.sign(tick, self.bid, self.ask)[0]  # the exchange's side when given
+        buy = tick.size if sign > 0.0 else 0.0
+        sell = tick.size if sign < 0.0 else 0.0
         self.buy_2s = self.buy_2s * d2 + buy
         self.sell_2s = self.sell_2s * d2 + sell
         self.buy_10s = self.buy_10s * d10 + buy
         self.sell_10s = self.sell_10s * d10 + sell
-        self.trade_sign = 1.0 if tick.side == "buy" else -1.0 if tick.side == "sell" else 0.0
+        self.trade_sign = sign
 
     @staticmethod
     def _flow(buy: float, sell: float) -> float:
@@ -89,7 +101,7 @@ class Microstructure(Extractor):
                 out[name] = (ask - bid) / mid * 1e4 if mid > 0.0 else 0.0
             elif name == "imbalance":
                 out[name] = (self.bid_size - self.ask_size) / depth if depth > 0.0 else 0.0
-            elif name == "microprice_bps":
+            elif name == "weighted_mid_bps":
                 if depth > 0.0 and mid > 0.0:
                     micro = (bid * self.ask_size + ask * self.bid_size) / depth
                     out[name] = (micro - mid) / mid * 1e4
@@ -265,7 +277,212 @@ class Volatility(Extractor):
         return out
 
 
+_RUN_CAP = 50
+_IMBALANCE_BUCKETS = 5
+_STATES = 2 * _IMBALANCE_BUCKETS  # imbalance bucket x (spread one tick | wider)
+
+
+class Flow(Extractor):
+    """Signed trade flow (the exchange's side, else Lee–Ready, else the tick rule), Roll's
+    spread, order-flow imbalance and Stoikov's microprice adjustment.
+
+    Trades (every sign from one :class:`TradeSigner`; ``signing`` counts the rules used):
+
+    - ``signed_size_{2,10}s``: Σ e^(−Δt/τ)·sᵢ·sizeᵢ / Σ e^(−Δt/τ)·sizeᵢ, in [−1, 1];
+    - ``signed_count_{2,10}s``: Σ e^(−Δt/τ)·sᵢ / Σ e^(−Δt/τ), in [−1, 1] (both sums of a ratio
+      decay alike, so neither needs decaying to the current time);
+    - ``run_length``: +k after k buys in a row, −k after k sells, capped at ±50 (an unsigned
+      trade leaves it as it is);
+    - ``tick_sign``: the sign of the last non-zero trade price change (0 before one);
+    - ``roll_spread_bps``: Roll's spread (:class:`RollSpread`) in bps of the reference price.
+
+    Quotes (exactly 0.0 until a quote is seen, so trades-only data gives them no noise):
+
+    - ``ofi_{1,5}s``: Cont, Kukanov & Stoikov's eₙ = 1{Pᵇₙ ≥ Pᵇₙ₋₁}qᵇₙ − 1{Pᵇₙ ≤ Pᵇₙ₋₁}qᵇₙ₋₁
+      − 1{Pᵃₙ ≤ Pᵃₙ₋₁}qᵃₙ + 1{Pᵃₙ ≥ Pᵃₙ₋₁}qᵃₙ₋₁ per quote after the first, summed with decay
+      e^(−Δt/τ) up to the current tick, over the decayed mean depth (qᵇ + qᵃ) of the quotes in
+      the same window: Σ e·w / (Σ depth·w / Σ w); scale-free (units of mean depth);
+    - ``microprice_bps``: Stoikov's (2018) first-order adjustment G¹(I, S) = E[next mid change
+      | state], in bps of the mid, for the current state: imbalance I = qᵇ/(qᵇ + qᵃ) in 5 equal
+      buckets × spread (≤ 1.5 ticks, the tick being the smallest positive spread seen, or
+      wider). Every quote's state is counted; when the mid changes, each state counted since the
+      previous change is credited with that change (in bps of the old mid), and, as in Stoikov's
+      symmetrisation, its mirror state (bucket 4 − b) with the opposite change, so the table is
+      antisymmetric (the middle bucket is 0) and has no drift. The estimate is the plain mean of
+      the credited changes (0.0 for a state never credited).
+    """
+
+    FEATURES = (
+        "signed_size_2s",
+        "signed_size_10s",
+        "signed_count_2s",
+        "signed_count_10s",
+        "run_length",
+        "tick_sign",
+        "roll_spread_bps",
+        "ofi_1s",
+        "ofi_5s",
+        "microprice_bps",
+    )
+
+    def __init__(self) -> None:
+        self.signer = TradeSigner()
+        self.roll = RollSpread()
+        self.ref = 0.0
+        self.now = 0
+        # trades
+        self.last_trade_ts = 0
+        self.signed_size_2s = 0.0
+        self.signed_size_10s = 0.0
+        self.size_2s = 0.0
+        self.size_10s = 0.0
+        self.signed_count_2s = 0.0
+        self.signed_count_10s = 0.0
+        self.count_2s = 0.0
+        self.count_10s = 0.0
+        self.run = 0
+        # quotes
+        self.bid = 0.0
+        self.ask = 0.0
+        self.bid_size = 0.0
+        self.ask_size = 0.0
+        self.last_quote_ts = 0
+        self.ofi_1s = 0.0
+        self.ofi_5s = 0.0
+        self.depth_1s = 0.0
+        self.depth_5s = 0.0
+        self.quotes_1s = 0.0
+        self.quotes_5s = 0.0
+        # microprice: the state of the current quote, states seen since the last mid change,
+        # and the credited mid changes per state
+        self.tick_size = math.inf
+        self.state = -1
+        self.seen = [0] * _STATES
+        self.move_sum = [0.0] * _STATES
+        self.move_n = [0] * _STATES
+
+    @property
+    def signing(self) -> dict[str, int]:
+        """Trades signed per rule (``models.trade_sign.RULES``)."""
+        return self.signer.counts
+
+    def update(self, tick: Tick, ref: float) -> None:
+        ts = tick.ts
+        self.now = ts
+        self.ref = ref
+        if isinstance(tick, Quote):
+            self._quote(tick)
+            return
+        dt = ts - self.last_trade_ts
+        self.last_trade_ts = ts
+        d2, d10 = _decay(dt, 2.0), _decay(dt, 10.0)
+        sign = self.signer.sign(tick, self.bid, self.ask)[0]
+        size = tick.size
+        self.signed_size_2s = self.signed_size_2s * d2 + sign * size
+        self.signed_size_10s = self.signed_size_10s * d10 + sign * size
+        self.size_2s = self.size_2s * d2 + size
+        self.size_10s = self.size_10s * d10 + size
+        self.signed_count_2s = self.signed_count_2s * d2 + sign
+        self.signed_count_10s = self.signed_count_10s * d10 + sign
+        self.count_2s = self.count_2s * d2 + 1.0
+        self.count_10s = self.count_10s * d10 + 1.0
+        run = self.run
+        if sign > 0.0:
+            self.run = run + 1 if 0 < run < _RUN_CAP else _RUN_CAP if run > 0 else 1
+        elif sign < 0.0:
+            self.run = run - 1 if -_RUN_CAP < run < 0 else -_RUN_CAP if run < 0 else -1
+        self.roll.update(tick.price)
+
+    def _quote(self, q: Quote) -> None:
+        bid, ask, qb, qa = q.bid, q.ask, q.bid_size, q.ask_size
+        pb, pa = self.bid, self.ask
+        dt = q.ts - self.last_quote_ts
+        self.last_quote_ts = q.ts
+        d1, d5 = _decay(dt, 1.0), _decay(dt, 5.0)
+        depth = qb + qa
+        e = 0.0
+        if pb > 0.0 and pa > 0.0:
+            if bid >= pb:
+                e += qb
+            if bid <= pb:
+                e -= self.bid_size
+            if ask <= pa:
+                e -= qa
+            if ask >= pa:
+                e += self.ask_size
+            old_mid = (pb + pa) * 0.5
+            mid = (bid + ask) * 0.5
+            if mid != old_mid and old_mid > 0.0:
+                self._credit((mid / old_mid - 1.0) * 1e4)
+        self.ofi_1s = self.ofi_1s * d1 + e
+        self.ofi_5s = self.ofi_5s * d5 + e
+        self.depth_1s = self.depth_1s * d1 + depth
+        self.depth_5s = self.depth_5s * d5 + depth
+        self.quotes_1s = self.quotes_1s * d1 + 1.0
+        self.quotes_5s = self.quotes_5s * d5 + 1.0
+        self.bid, self.ask, self.bid_size, self.ask_size = bid, ask, qb, qa
+        spread = ask - bid
+        if 0.0 < spread < self.tick_size:
+            self.tick_size = spread
+        wide = _IMBALANCE_BUCKETS if spread > 1.5 * self.tick_size else 0
+        b = int(qb / depth * _IMBALANCE_BUCKETS) if depth > 0.0 else _IMBALANCE_BUCKETS // 2
+        state = wide + (b if b < _IMBALANCE_BUCKETS else _IMBALANCE_BUCKETS - 1)
+        self.state = state
+        self.seen[state] += 1
+
+    def _credit(self, move_bps: float) -> None:
+        """Credit the mid change to every state seen since the last one, and its mirror."""
+        seen, total, n = self.seen, self.move_sum, self.move_n
+        top = _IMBALANCE_BUCKETS - 1
+        for k in range(_STATES):
+            c = seen[k]
+            if c:
+                seen[k] = 0
+                wide, b = divmod(k, _IMBALANCE_BUCKETS)
+                mirror = wide * _IMBALANCE_BUCKETS + top - b
+                total[k] += c * move_bps
+                n[k] += c
+                total[mirror] -= c * move_bps
+                n[mirror] += c
+
+    def features(self, names: tuple[str, ...]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name in names:
+            if name == "signed_size_2s":
+                out[name] = self.signed_size_2s / self.size_2s if self.size_2s > 0.0 else 0.0
+            elif name == "signed_size_10s":
+                out[name] = self.signed_size_10s / self.size_10s if self.size_10s > 0.0 else 0.0
+            elif name == "signed_count_2s":
+                c = self.count_2s
+                out[name] = self.signed_count_2s / c if c > 0.0 else 0.0
+            elif name == "signed_count_10s":
+                c = self.count_10s
+                out[name] = self.signed_count_10s / c if c > 0.0 else 0.0
+            elif name == "run_length":
+                out[name] = float(self.run)
+            elif name == "tick_sign":
+                out[name] = self.signer.tick
+            elif name == "roll_spread_bps":
+                out[name] = self.roll.spread_bps(self.ref)
+            elif name == "ofi_1s":
+                out[name] = self._ofi(self.ofi_1s, self.depth_1s, self.quotes_1s, 1.0)
+            elif name == "ofi_5s":
+                out[name] = self._ofi(self.ofi_5s, self.depth_5s, self.quotes_5s, 5.0)
+            elif name == "microprice_bps":
+                k = self.state
+                n = self.move_n[k] if k >= 0 else 0
+                out[name] = self.move_sum[k] / n if n else 0.0
+        return out
+
+    def _ofi(self, ofi: float, depth: float, quotes: float, tau_s: float) -> float:
+        # the decayed sum up to now, over the mean depth (a ratio of sums decaying alike)
+        if depth <= 0.0:
+            return 0.0
+        return ofi * _decay(self.now - self.last_quote_ts, tau_s) * quotes / depth
+
+
 EXTRACTORS: dict[str, type[Extractor]] = {
+    "flow": Flow,
     "microstructure": Microstructure,
     "momentum": Momentum,
     "volatility": Volatility,

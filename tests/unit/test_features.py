@@ -73,11 +73,11 @@ def test_microstructure_book_features_read_the_latest_quote_on_the_right_sides()
     assert f["spread_bps"] == approx(2.0 / 101.0 * 1e4)
     # imbalance = (bid_size - ask_size) / depth = (1 - 4) / 5 = -0.6 (sides swapped: +0.6)
     assert f["imbalance"] == approx(-0.6)
-    # microprice = (bid * ask_size + ask * bid_size) / depth = (100*4 + 102*1) / 5 = 100.4,
+    # weighted mid = (bid * ask_size + ask * bid_size) / depth = (100*4 + 102*1) / 5 = 100.4,
     # below the mid since the ask is the heavy side: (100.4 - 101) / 101 * 1e4 = -59.4059...
     # (sizes on the wrong sides: (100*1 + 102*4) / 5 = 101.6, +59.4)
-    assert f["microprice_bps"] == approx((100.4 - 101.0) / 101.0 * 1e4)
-    assert f["microprice_bps"] == approx(-0.6 / 101.0 * 1e4)
+    assert f["weighted_mid_bps"] == approx((100.4 - 101.0) / 101.0 * 1e4)
+    assert f["weighted_mid_bps"] == approx(-0.6 / 101.0 * 1e4)
 
 
 def test_microstructure_flows_decay_on_event_time_with_their_own_tau() -> None:

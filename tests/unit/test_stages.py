@@ -40,7 +40,7 @@ def test_microstructure_features() -> None:
     f = m.features(Microstructure.FEATURES)
     assert f["spread_bps"] == pytest.approx(200.0)
     assert f["imbalance"] == pytest.approx(0.5)
-    assert f["microprice_bps"] == pytest.approx(50.0)  # micro 100.5 vs mid 100
+    assert f["weighted_mid_bps"] == pytest.approx(50.0)  # weighted mid 100.5 vs mid 100
     assert f["flow_2s"] == 1.0 and f["trade_sign"] == 1.0
     feed(m, Trade("A", 2 * S, 99.0, 2.0, "sell"))
     assert m.features(("flow_10s",))["flow_10s"] == pytest.approx(0.0)
