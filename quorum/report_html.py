@@ -370,6 +370,117 @@ def _chart(
     return "\n".join(out) + "\n"
 
 
+# --------------------------------------------------------------------------- reliability
+
+_REL = 300  # a reliability diagram's square viewBox side
+_REL_PAD = (46, 14, 34, 40)  # left, right, top, bottom
+
+
+def _bins(raw: Any) -> list[tuple[float, float, float]]:
+    """``[[mean p, observed up rate, n], ...]``: garbage and empty bins skipped."""
+    out: list[tuple[float, float, float]] = []
+    for item in _list(raw):
+        row = _list(item)
+        if len(row) < 3:
+            continue
+        mp, fy, n = _num(row[0]), _num(row[1]), _num(row[2])
+        if mp is None or fy is None or n is None:
+            continue
+        if n > 0 and 0.0 <= mp <= 1.0 and 0.0 <= fy <= 1.0:
+            out.append((mp, fy, n))
+    return out
+
+
+def _reliability(name: str, bins: list[tuple[float, float, float]], color: str) -> str:
+    """One reliability diagram: observed up rate against mean predicted P(up) per equal-mass
+    bin, on equal x and y scales so the dashed diagonal (perfect calibration) is at 45°.
+
+    The axes zoom to the bins (predictions here sit near 0.5) but always cover 0.45..0.55.
+    Each bin is a dot whose ``data-p``/``data-y``/``data-n`` carry its numbers.
+    """
+    title = f"{name}: reliability"
+    if not bins:
+        return _nodata(title)
+    vals = [v for mp, fy, _ in bins for v in (mp, fy)]
+    lo, hi = min(min(vals), 0.45), max(max(vals), 0.55)
+    pad = (hi - lo) * 0.05
+    lo, hi = max(lo - pad, 0.0), min(hi + pad, 1.0)
+    left, right, top, bottom = _REL_PAD
+    px0, px1, py1, py0 = float(left), float(_REL - right), float(top), float(_REL - bottom)
+    side = min(px1 - px0, py0 - py1)
+    px1, py1 = px0 + side, py0 - side
+
+    def sx(v: float) -> float:
+        return px0 + (v - lo) / (hi - lo) * side
+
+    def sy(v: float) -> float:
+        return py0 - (v - lo) / (hi - lo) * side
+
+    total = sum(n for _, _, n in bins)
+    ece = sum(n / total * abs(fy - mp) for mp, fy, n in bins)
+    step = _nice_step(hi - lo, 5)
+    dig = _decimals(step)
+    grid, xl, yl = [], [], []
+    for v in _ticks(lo, hi, step):
+        x, y = sx(v), sy(v)
+        grid.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{py1:g}" y2="{py0:g}"/>')
+        grid.append(f'<line x1="{px0:g}" x2="{px1:g}" y1="{y:.1f}" y2="{y:.1f}"/>')
+        xl.append(f'<text x="{x:.1f}" y="{py0 + 14:g}">{v:.{dig}f}</text>')
+        yl.append(f'<text x="{px0 - 5:g}" y="{y + 4:.1f}">{v:.{dig}f}</text>')
+    line = " ".join(f"{sx(mp):.1f},{sy(fy):.1f}" for mp, fy, _ in bins)
+    dots = "".join(
+        f'<circle cx="{sx(mp):.1f}" cy="{sy(fy):.1f}" r="3.5" fill="{color}" '
+        f'data-p="{mp!r}" data-y="{fy!r}" data-n="{n:g}"/>'
+        for mp, fy, n in bins
+    )
+    out = [
+        f'<svg class="rel" viewBox="0 0 {_REL} {_REL}" role="img" aria-label="{_e(title)}" '
+        f'font-family="{_FONT}" data-lo="{lo!r}" data-hi="{hi!r}" data-px0="{px0:g}" '
+        f'data-py0="{py0:g}" data-side="{side:g}" data-ece="{ece!r}">',
+        f'<rect x="{px0:g}" y="{py1:g}" width="{side:g}" height="{side:g}" fill="#fcfcfd"/>',
+        f'<text x="{px0:g}" y="16" font-size="13" font-weight="600" fill="#111827">'
+        f"{_e(name)}</text>",
+        f'<text x="{px1:g}" y="16" font-size="11" fill="#374151" text-anchor="end">'
+        f"ECE {ece:.4f}, {len(bins)} bins</text>",
+        f'<g stroke="#eef0f3">{"".join(grid)}</g>',
+        f'<g font-size="10" fill="#374151" text-anchor="middle">{"".join(xl)}</g>',
+        f'<g font-size="10" fill="#374151" text-anchor="end">{"".join(yl)}</g>',
+        f'<text x="{(px0 + px1) / 2:.1f}" y="{_REL - 6}" font-size="10" fill="#6b7280" '
+        'text-anchor="middle">mean predicted P(up)</text>',
+        f'<text transform="translate(11 {(py0 + py1) / 2:.1f}) rotate(-90)" font-size="10" '
+        'fill="#6b7280" text-anchor="middle">observed up rate</text>',
+        f'<path d="M{px0:g} {py1:g}V{py0:g}H{px1:g}" fill="none" stroke="#9ca3af"/>',
+        f'<line class="diag" x1="{px0:g}" y1="{py0:g}" x2="{px1:g}" y2="{py1:g}" {_REF_LINE}/>',
+        f'<polyline data-name="{_e(name)}" fill="none" stroke="{color}" stroke-width="1.4" '
+        f'points="{line}"/>',
+        f"<g>{dots}</g>",
+        "</svg>",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def _calibration(charts: dict[str, Any], colors: dict[str, str]) -> str:
+    """The reliability section, or nothing when the charts carry no ``reliability`` entry."""
+    if "reliability" not in charts:
+        return ""
+    rel = {str(k): _bins(v) for k, v in _dict(charts.get("reliability")).items()}
+    nb = _num(charts.get("reliability_bins"))
+    what = f"{nb:.0f} equal-mass bins" if nb is not None else "equal-mass bins"
+    parts = [
+        "<section>\n<h2>Calibration</h2>\n",
+        f'<p class="note">Reliability per model: scored outcomes sorted by predicted P(up), '
+        f"cut into {_e(what)} (equal counts); each dot is a bin's mean prediction against its "
+        "observed up rate. On the dashed diagonal a model is calibrated.</p>\n",
+    ]
+    if not any(rel.values()):
+        parts.append(_nodata("no scored outcomes to bin"))
+    else:
+        for name, bins in rel.items():
+            parts.append(_reliability(name, bins, colors.get(name, _REF_COLOR)))
+    parts.append("</section>\n")
+    return "".join(parts)
+
+
 # --------------------------------------------------------------------------- page sections
 
 
@@ -652,6 +763,7 @@ def render_html(report: dict[str, Any], charts: dict[str, Any]) -> str:
         )
     )
     parts.append("</section>\n")
+    parts.append(_calibration(charts, colors))
 
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -682,6 +794,8 @@ tr.coin td{color:#6b7280;font-style:italic}
 .nodata{color:#6b7280;font-style:italic;background:#fff;border:1px dashed #d1d5db;
  padding:10px 14px;border-radius:4px}
 a{color:#1d4ed8;text-decoration:none}
+svg.rel{display:inline-block;width:32%;min-width:260px;height:auto;background:#fff;
+ border:1px solid #e5e7eb;border-radius:4px;margin:4px 0.5% 10px 0}
 svg.chart{display:block;width:100%;height:auto;background:#fff;border:1px solid #e5e7eb;
  border-radius:4px;margin:8px 0 14px}
 #tip{position:fixed;display:none;pointer-events:none;background:rgba(17,24,39,.92);color:#f9fafb;

@@ -20,6 +20,7 @@ from config.settings import load_config
 from models.records import Tick, Trade
 from quorum.backtest import run_backtest
 from quorum.report_html import MAX_POINTS, decimate, render_html
+from quorum.stats import ece, reliability
 from streams.readers import read_ticks
 from tests.conftest import SAMPLE_FILES
 
@@ -322,7 +323,7 @@ class _Svg:
 
 def _svgs(page: str) -> dict[str, _Svg]:
     out: dict[str, _Svg] = {}
-    for raw in re.findall(r"<svg\b.*?</svg>", page, flags=re.S):
+    for raw in re.findall(r'<svg class="chart".*?</svg>', page, flags=re.S):  # the time charts
         el = ET.fromstring(raw)
         a = {k: float(el.get(k, "nan")) for k in ("data-x0", "data-x1", "data-y0", "data-y1")}
         p = {k: float(el.get(k, "nan")) for k in ("data-px0", "data-px1", "data-py0", "data-py1")}
@@ -606,8 +607,101 @@ def test_headless_chromium_parses_the_same_page(run: _Run, tmp_path: Path) -> No
         capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     dom = out.stdout
-    assert dom.count("<svg") == 5
+    assert dom.count("<svg") == 5 + 1 + len(STAGES)  # + the reliability diagrams
     for svg in _svgs(run.page).values():
         for p in svg.el.iter("path"):
             if p.get("data-name") in ("BUY", "SELL"):
                 assert p.get("d", "") in dom
+
+
+# --------------------------------------------------------------------------- reliability diagrams
+
+
+def _rel_svgs(page: str) -> dict[str, ET.Element]:
+    out = {}
+    for raw in re.findall(r'<svg class="rel".*?</svg>', page, flags=re.S):
+        el = ET.fromstring(raw)
+        out[el.get("aria-label", "")] = el
+    return out
+
+
+def _dots(el: ET.Element) -> list[tuple[float, float, float, float, float]]:
+    """(cx, cy, data-p, data-y, data-n) of every bin dot."""
+    return [
+        tuple(float(c.get(k, "nan")) for k in ("cx", "cy", "data-p", "data-y", "data-n"))  # type: ignore[misc]
+        for c in el.iter("circle")
+    ]
+
+
+def test_reliability_diagram_by_hand() -> None:
+    report, charts = _inputs(("BTCUSDT",))
+    p = [0.40, 0.45, 0.48, 0.50, 0.52, 0.55, 0.58, 0.60]
+    y = [False, False, True, False, True, True, False, True]
+    # 4 equal-mass bins of 2: means p .425 .49 .535 .59, observed 0 .5 1 .5
+    bins = [[mp, fy, float(n)] for mp, fy, n in reliability(p, y, 4)]
+    assert [b[1] for b in bins] == [0.0, 0.5, 1.0, 0.5]
+    charts["reliability"] = {"ensemble": bins, "momentum": bins[:2]}
+    charts["reliability_bins"] = 4
+    page = render_html(report, charts)
+    rel = _rel_svgs(page)
+    assert set(rel) == {"ensemble: reliability", "momentum: reliability"}
+    assert page.count("<svg") == 3 + 2 and "4 equal-mass bins" in page
+    el = rel["ensemble: reliability"]
+    # ECE by hand: (|0 - .425| + |.5 - .49| + |1 - .535| + |.5 - .59|) / 4 = 0.2475
+    assert float(el.get("data-ece", "")) == pytest.approx(0.2475) == ece(p, y, 4)
+    assert "ECE 0.2475, 4 bins" in page
+    lo, hi = float(el.get("data-lo", "")), float(el.get("data-hi", ""))
+    px0, py0, side = (float(el.get(k, "")) for k in ("data-px0", "data-py0", "data-side"))
+    assert lo <= 0.0 and hi >= 1.0  # observed rates 0 and 1: the axes cover them (clipped)
+    dots = _dots(el)
+    assert [(d[2], d[3], d[4]) for d in dots] == [tuple(b) for b in bins]
+    for cx, cy, mp, fy, _ in dots:  # equal scales: x from the prediction, y from the rate
+        assert cx == pytest.approx(px0 + (mp - lo) / (hi - lo) * side, abs=0.051)
+        assert cy == pytest.approx(py0 - (fy - lo) / (hi - lo) * side, abs=0.051)
+    # the diagonal runs corner to corner of the square plot area
+    (diag,) = [e for e in el.iter("line") if e.get("class") == "diag"]
+    assert float(diag.get("x2", "")) - float(diag.get("x1", "")) == pytest.approx(side)
+    assert float(diag.get("y1", "")) - float(diag.get("y2", "")) == pytest.approx(side)
+    # the colour is the model's colour elsewhere on the page
+    weights = re.search(r'data-name="momentum" fill="none" stroke="(#[0-9a-f]+)"', page)
+    assert weights is not None
+    (line,) = rel["momentum: reliability"].iter("polyline")
+    assert line.get("stroke") == weights.group(1)
+
+
+def test_reliability_zooms_to_predictions_near_a_half() -> None:
+    report, charts = _inputs(("BTCUSDT",))
+    charts["reliability"] = {"ensemble": [[0.49, 0.5, 10.0], [0.51, 0.52, 10.0]]}
+    el = _rel_svgs(render_html(report, charts))["ensemble: reliability"]
+    lo, hi = float(el.get("data-lo", "")), float(el.get("data-hi", ""))
+    assert 0.44 < lo < 0.45 and 0.55 < hi < 0.56  # 0.45..0.55 plus 5 % padding
+
+
+@pytest.mark.parametrize(
+    "rel", [{}, {"ensemble": []}, {"ensemble": [[math.nan, 0.5, 3], "junk", [0.5, 2.0, 1]]}]
+)
+def test_reliability_without_bins_is_a_note(rel: dict[str, Any]) -> None:
+    report, charts = _inputs(("BTCUSDT",))
+    charts["reliability"] = rel
+    page = render_html(report, charts)
+    assert '<svg class="rel"' not in page
+    assert "no scored outcomes to bin" in page
+    assert not re.search(r"\b(nan|inf)\b", page, flags=re.I)
+
+
+def test_real_run_has_a_reliability_diagram_per_stage_and_the_ensemble(run: _Run) -> None:
+    rel = _rel_svgs(run.page)
+    assert list(rel) == [f"{n}: reliability" for n in ("ensemble", *STAGES)]
+    for name, el in rel.items():
+        model = name.split(":")[0]
+        score = run.report["ensemble"] if model == "ensemble" else run.report["stages"][model]
+        dots = _dots(el)
+        assert len(dots) == 10
+        counts = [d[4] for d in dots]
+        assert sum(counts) == score["n_scored"]  # every scored outcome is in one bin
+        assert max(counts) - min(counts) <= 1  # equal mass
+        ps = [d[2] for d in dots]
+        assert ps == sorted(ps)
+        # the ECE shown is the one of the bins drawn
+        by_bins = sum(n / sum(counts) * abs(fy - mp) for _, _, mp, fy, n in dots)
+        assert float(el.get("data-ece", "")) == pytest.approx(by_bins)
