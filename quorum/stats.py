@@ -84,15 +84,22 @@ def _bins(p: Sequence[float], y: Sequence[bool], bins: int) -> list[tuple[float,
     if bins < 1:
         raise ValueError(f"bins must be >= 1, got {bins}")
     n = len(p)
-    order = sorted(range(n), key=lambda i: p[i])  # stable: ties keep input order
+    order = sorted(range(n), key=lambda i: p[i])
     out: list[tuple[float, float, int]] = []
+    lo = 0
     for b in range(bins):
-        lo, hi = b * n // bins, (b + 1) * n // bins
+        hi = (b + 1) * n // bins
+        # a tie never straddles two bins: the cut moves up to the end of the run of equal p
+        # (else a constant forecaster would be "miscalibrated" by the drift of the up-rate
+        # over time, its ties binned in input order)
+        while 0 < hi < n and p[order[hi]] == p[order[hi - 1]]:
+            hi += 1
         if hi <= lo:
-            continue  # fewer outcomes than bins
+            continue  # fewer outcomes than bins, or this bin was swallowed by a tie
         idx = order[lo:hi]
         m = hi - lo
         out.append((sum(p[i] for i in idx) / m, sum(1.0 for i in idx if y[i]) / m, m))
+        lo = hi
     return out
 
 
@@ -101,9 +108,9 @@ def reliability(
 ) -> list[tuple[float, float, int]]:
     """Equal-mass reliability bins: (mean predicted p, observed frequency of up, count) per bin.
 
-    Outcomes are sorted by p (a stable sort, so ties keep their input order) and bin b takes
-    sorted positions ⌊b·n/bins⌋ .. ⌊(b+1)·n/bins⌋ − 1: sizes differ by at most one. Empty bins
-    (n < bins) are left out.
+    Outcomes are sorted by p and bin b ends at sorted position ⌊(b+1)·n/bins⌋ − 1, moved up to
+    the end of a run of equal p so that tied predictions share one bin (sizes then differ by
+    more than one). Empty bins are left out: a constant forecaster has one bin.
     """
     return _bins(p, y, bins)
 

@@ -104,3 +104,17 @@ def test_ece_ties_are_deterministic_and_bins_never_empty() -> None:
         ece([0.5], [True, False])
     # a perfectly calibrated pair of bins has ECE 0
     assert ece([0.5, 0.5, 1.0, 1.0], [True, False, True, True], 2) == pytest.approx(0.0)
+
+
+def test_tied_predictions_share_a_bin_so_a_constant_forecast_is_judged_on_the_base_rate() -> None:
+    # a coin on a drifting series: first half all up, second half all down. Binned in input
+    # order it would look wildly miscalibrated (|1 - 0.5| in half the bins, |0 - 0.5| in the
+    # rest: ECE 0.5); with ties kept together there is one bin and |0.5 - 0.5| = 0.
+    y = [True] * 50 + [False] * 50
+    assert reliability([0.5] * 100, y, 10) == [(0.5, 0.5, 100)]
+    assert ece([0.5] * 100, y, 10) == 0.0
+    # p = 0.2 x 3 (ups: 1), 0.6 x 1 (up): 2 bins asked, the cut at 2 moves to 3 (end of the tie)
+    rows = reliability([0.2, 0.6, 0.2, 0.2], [True, True, False, False], 2)
+    assert rows == [(pytest.approx(0.2), pytest.approx(1 / 3), 3), (0.6, 1.0, 1)]
+    # ECE = 3/4 * |1/3 - 0.2| + 1/4 * |1 - 0.6| = 0.1 + 0.1 = 0.2
+    assert ece([0.2, 0.6, 0.2, 0.2], [True, True, False, False], 2) == pytest.approx(0.2)
