@@ -481,8 +481,32 @@ class Flow(Extractor):
         return ofi * _decay(self.now - self.last_quote_ts, tau_s) * quotes / depth
 
 
+class TickSign(Extractor):
+    """Only the sign of the last non-zero trade price change (0.0 before one): the whole input
+    of the count model's default stage, without paying for :class:`Flow`'s updates."""
+
+    FEATURES = ("tick_sign",)
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.sign = 0.0
+
+    def update(self, tick: Tick, ref: float) -> None:
+        if isinstance(tick, Trade):
+            price = tick.price
+            if price > self.last:
+                self.sign = 1.0 if self.last > 0.0 else 0.0
+            elif price < self.last:
+                self.sign = -1.0
+            self.last = price
+
+    def features(self, names: tuple[str, ...]) -> dict[str, float]:
+        return {"tick_sign": self.sign}
+
+
 EXTRACTORS: dict[str, type[Extractor]] = {
     "flow": Flow,
+    "tick_sign": TickSign,
     "microstructure": Microstructure,
     "momentum": Momentum,
     "volatility": Volatility,

@@ -64,21 +64,21 @@ def test_ls_lists_every_key_with_version_and_examples(pipeline: str) -> None:
 
 
 def test_show_and_export_describe_the_model(pipeline: str, tmp_path: Path) -> None:
-    code, out = run("state", "show", "momentum", "BTCUSDT")
+    code, out = run("state", "show", "flow", "BTCUSDT")
     assert code == 0, out
     doc = orjson.loads(out)
-    assert doc["key"] == "momentum/BTCUSDT" and doc["pipeline"] == pipeline
-    assert doc["model_id"].startswith("momentum:")
+    assert doc["key"] == "flow/BTCUSDT" and doc["pipeline"] == pipeline
+    assert doc["model_id"].startswith("flow:")
     assert doc["state"]["kind"] == "stage"
     assert doc["state"]["examples_learned"] == doc["header"]["examples_learned"] > 0
     assert doc["state"]["weights"], "a logistic regression learned some weights"
 
-    target = tmp_path / "momentum.json"
-    code, out = run("state", "export", "momentum", "BTCUSDT", "--out", str(target))
+    target = tmp_path / "flow.json"
+    code, out = run("state", "export", "flow", "BTCUSDT", "--out", str(target))
     assert code == 0, out
     exported = orjson.loads(target.read_text())
     blob = base64.b64decode(exported["sealed_b64"])
-    head = StateSealer(SECRET.encode(), pipeline).header("momentum/BTCUSDT", blob)
+    head = StateSealer(SECRET.encode(), pipeline).header("flow/BTCUSDT", blob)
     assert head.version == exported["version"] == 1  # the dump is the signed blob itself
 
     code, out = run("state", "show", "nosuchstage", "BTCUSDT")
@@ -101,11 +101,11 @@ def test_ls_flags_a_tampered_blob_and_show_refuses_it(pipeline: str) -> None:
 
 
 def test_reset_deletes_only_what_was_named(pipeline: str) -> None:
-    code, out = run("state", "reset", "volatility", "--symbol", "BTCUSDT", "--yes")
+    code, out = run("state", "reset", "counts", "--symbol", "BTCUSDT", "--yes")
     assert code == 0 and "deleted 1 key" in out
     code, out = run("state", "ls", "--json")
     stages = {orjson.loads(line)["stage"] for line in out.splitlines() if line.startswith("{")}
-    assert "volatility" not in stages and "microstructure" in stages
+    assert "counts" not in stages and "microstructure" in stages
     code, out = run("state", "reset")
     assert code == 2 and "--all" in out
     code, out = run("state", "reset", "--all", "--yes")

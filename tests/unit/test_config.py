@@ -54,7 +54,8 @@ def test_unknown_extractor_fails_at_start_up_naming_the_stage(tmp_path: Path) ->
     # the extractor registry is agents.features.EXTRACTORS alone (config cannot import agents),
     # so the name is checked when the kernel is built, like a model path
     cfg = load_config(_write(tmp_path, lambda c: c["stages"][1].update(extractor="astrology")))
-    with pytest.raises(StageConfigError, match=r"stages\.momentum\.extractor.*astrology"):
+    second = load_config().stages[1].name
+    with pytest.raises(StageConfigError, match=rf"stages\.{second}\.extractor.*astrology"):
         Pipeline(cfg)
 
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from agents.voting import Scored
+from config.settings import load_config
 from models.records import Quote, Tick, Trade
 from quorum.backtest import StripStats, WeightStability, run_backtest, strip_to_trades
 from quorum.cli import app
@@ -22,8 +23,7 @@ from tests.conftest import FIXTURES, SAMPLE_FILES
 
 S = 1_000_000_000
 T0 = 1_723_075_200 * S  # a minute boundary (2024-08-08 00:00:00 UTC)
-ROWS = ("ensemble", "microstructure", "momentum", "volatility", "tick-sign", "River baseline",
-        "coin")  # fmt: skip
+ROWS = ("ensemble", *(s.name for s in load_config().stages), "tick-sign", "River baseline", "coin")
 
 
 @pytest.fixture(scope="module")

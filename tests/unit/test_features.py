@@ -24,6 +24,16 @@ from models.records import Quote, Tick, Trade
 from tests.conftest import S
 
 CFG = load_config()
+# a momentum stage (not in the default pipeline any more: the extractor is there to swap in)
+MOMENTUM_CFG = CFG.model_copy(
+    update={
+        "stages": (
+            CFG.stages[0].model_copy(
+                update={"name": "momentum", "extractor": "momentum", "features": Momentum.FEATURES}
+            ),
+        )
+    }
+)
 B = 1_700_000_000 * S  # base time of every stream
 SYM = "X"
 REL = 1e-12
@@ -316,22 +326,24 @@ SUCCESSOR = q(103.25, 90.0, 91.0, 9.0, 1.0)
 def test_stage_features_for_a_trigger_exclude_its_successor(name: str) -> None:
     sc = next(s for s in CFG.stages if s.name == name)
     stage = Stage(sc, CFG)
-    for t in [*STAGE_HEAD, SUCCESSOR, tr(103.5, 91.0, 1.0, "sell")]:
+    # the tick-sign family reads trades only: its successor is a trade that flips the sign
+    successor = tr(103.25, 90.0, 1.0, "sell") if sc.extractor == "tick_sign" else SUCCESSOR
+    for t in [*STAGE_HEAD, successor, tr(103.5, 91.0, 1.0, "sell")]:
         stage.process(t)
     trigger_seq = len(STAGE_HEAD)  # per-symbol sequence of the trigger tick
     (pending,) = [p for p in stage.state(SYM).labeler.pending if p.seq == trigger_seq]
     x, _raw = pending.payload
     cls = type(stage.state(SYM).extractor)
     upto = run(cls(), STAGE_HEAD).features(sc.features)
-    peeked = run(cls(), [*STAGE_HEAD, SUCCESSOR]).features(sc.features)
+    peeked = run(cls(), [*STAGE_HEAD, successor]).features(sc.features)
     assert upto != peeked, "the successor changes the features, so a peek would show"
     assert x == upto
     assert pending.deadline == STAGE_HEAD[-1].ts + CFG.horizon_ns
 
 
 def test_stage_feeds_hand_computed_momentum_features() -> None:
-    sc = next(s for s in CFG.stages if s.extractor == "momentum")
-    stage = Stage(sc, CFG)
+    sc = next(s for s in MOMENTUM_CFG.stages if s.extractor == "momentum")
+    stage = Stage(sc, MOMENTUM_CFG)
     for t in [*EWMA_STREAM, q(104.5, 119.5, 120.5)]:  # successor: the mid jumps to 120
         stage.process(t)
     (pending,) = [p for p in stage.state(SYM).labeler.pending if p.seq == len(EWMA_STREAM)]

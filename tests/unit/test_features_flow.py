@@ -282,16 +282,33 @@ def flow_config() -> PipelineConfig:
     micro = next(s for s in data["stages"] if s["name"] == "microstructure")
     data["stages"] = [
         *data["stages"],
-        {**micro, "name": "flow", "extractor": "flow", "features": list(Flow.FEATURES)},
+        {**micro, "name": "flow_all", "extractor": "flow", "features": list(Flow.FEATURES)},
     ]
     return PipelineConfig.model_validate(data)
 
 
 def test_a_flow_stage_runs_end_to_end(tmp_path: Path) -> None:
     result = run_backtest(SAMPLE_FILES, config=flow_config(), out_dir=tmp_path)
-    stage = result.report["stages"]["flow"]
+    stage = result.report["stages"]["flow_all"]
     assert stage["n_scored"] > 100 and stage["features"] == list(Flow.FEATURES)
-    votes = [sv for s in result.signals for sv in s.stages if sv.name == "flow"]
+    votes = [sv for s in result.signals for sv in s.stages if sv.name == "flow_all"]
     assert len(votes) == len(result.signals)
     assert sum(v.p_up is not None for v in votes) > 100
     assert all(0.0 <= v.p_up <= 1.0 for v in votes if v.p_up is not None)
+
+
+def test_tick_sign_extractor_agrees_with_flow_on_the_last_nonzero_change() -> None:
+    from agents.features import Flow, TickSign
+    from models.records import Trade
+
+    # prices 100, 100, 101, 101, 99.5, 99.5: signs 0 (first), 0 (no change yet), +1, +1 (zero
+    # tick keeps it), -1, -1
+    ts, fl = TickSign(), Flow()
+    got = []
+    for i, p in enumerate([100.0, 100.0, 101.0, 101.0, 99.5, 99.5]):
+        t = Trade("A", (i + 1) * 1_000_000, p, 1.0)
+        ts.update(t, p)
+        fl.update(t, p)
+        got.append(ts.features(("tick_sign",))["tick_sign"])
+        assert got[-1] == fl.features(("tick_sign",))["tick_sign"]
+    assert got == [0.0, 0.0, 1.0, 1.0, -1.0, -1.0]

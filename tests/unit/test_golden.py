@@ -25,7 +25,7 @@ def test_golden_pins_real_scores() -> None:
     """The golden is not vacuous: every stage was scored on thousands of outcomes."""
     g = goldens.load()["fixtures"]
     assert g["rejected"] == 0 and g["events"] > 20_000
-    assert set(g["stages"]) == {"microstructure", "momentum", "volatility"}
+    assert set(g["stages"]) == {"microstructure", "flow", "counts"}
     for block in [g["ensemble"], *g["stages"].values()]:
         assert block["n_scored"] > 2_000
         assert 0.0 < block["log_loss"] < 1.0

@@ -168,6 +168,8 @@ def test_a_one_tick_peek_in_a_stage_changes_a_past_prediction() -> None:
     future = [change(t) for t in ticks]
     # teeth: the successor changes every stage's features at the cut, so a peek would show
     for s in load_config().stages:
+        if s.extractor == "tick_sign" and not isinstance(ticks[i + 1], Trade):
+            continue  # reads trades only; a peek at a quote changes nothing it sees
         feats = []
         for stream in (ticks, future):
             ext, ref = EXTRACTORS[s.extractor](), ReferencePrice()
