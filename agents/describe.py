@@ -40,6 +40,10 @@ def describe(value: Any) -> dict[str, Any]:
             "pending_labels": len(value.labeler.pending),
             "dropped_labels": value.labeler.dropped,
             "calibration": None if cal is None else {"a": cal.a, "b": cal.b, "n": cal.n},
+            # a count model's whole state, printable (models.counts.CountModel.table)
+            "table": value.model.table() if hasattr(value.model, "table") else None,
+            # which rule signed this symbol's trades (exchange side, Lee-Ready, tick rule)
+            "signing": dict(getattr(value.extractor, "signing", None) or {}) or None,
         }
     if isinstance(value, JoinState):
         return {

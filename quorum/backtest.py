@@ -410,6 +410,13 @@ def _report(
             sym: st.weights.weights[stage.name] for sym, st in voter_states.items()
         }
         entry["examples_learned"] = {sym: stage.state(sym).learned for sym in voter_states}
+        signing = {
+            sym: dict(s)
+            for sym in voter_states
+            if (s := getattr(stage.state(sym).extractor, "signing", None)) is not None
+        }
+        if signing:  # which rule signed the trades: exchange side, Lee-Ready, tick rule
+            entry["signing"] = signing
         stages[stage.name] = entry
     labels_pending = sum(len(pipeline.labels(sym).pending) for sym in voter_states)
     hits = board.hits
