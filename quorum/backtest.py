@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from agents.voting import Decision, Scored
 from config.settings import PipelineConfig, load_config
 from models.records import Action, Reject, Signal, Tick, Trade
 from quorum.metrics import BinaryScore, Decimator, RollingAccuracy
-from quorum.stats import reliability
+from quorum.stats import ReliabilityHistogram
 from streams.codecs import encode_reject, encode_signal
 from streams.prefetch import read_ticks_prefetched
 from streams.readers import Format, ReaderStats, read_ticks
@@ -147,25 +146,14 @@ def weights_stability(per_symbol: dict[str, WeightStability]) -> dict[str, Any]:
     }
 
 
-@dataclass
-class _Outcomes:
-    """Every scored (p, up) pair of one model, packed: 9 bytes an outcome.
+class _Outcomes(ReliabilityHistogram):
+    """One model's scored (p, up) pairs as equal-mass reliability bins, in constant memory
+    (:class:`quorum.stats.ReliabilityHistogram`: a long backtest stays memory-flat)."""
 
-    Exact equal-mass reliability bins need all pairs (the bin edges are quantiles of p known
-    only at the end). At these sizes (10⁵ outcomes: about 1 MB per model) that is cheap; a run
-    of 10⁸ outcomes would want a bounded reservoir instead.
-    """
+    __slots__ = ()
 
-    p: array[float] = field(default_factory=lambda: array("d"))
-    y: array[int] = field(default_factory=lambda: array("b"))
-
-    def add(self, p: float, up: bool) -> None:
-        self.p.append(p)
-        self.y.append(1 if up else 0)
-
-    def bins(self, bins: int = RELIABILITY_BINS) -> list[list[float]]:
-        ys = [v == 1 for v in self.y]
-        return [[mp, fy, float(n)] for mp, fy, n in reliability(self.p, ys, bins)]
+    def chart(self) -> list[list[float]]:
+        return [[mp, fy, float(n)] for mp, fy, n in self.bins(RELIABILITY_BINS)]
 
 
 @dataclass
@@ -263,7 +251,7 @@ class _Scoreboard:
             "rolling_accuracy": {n: d.points for n, d in self.rolling_series.items()},
             "rolling_window": ROLLING_WINDOW,
             # equal-mass bins (quorum.stats.reliability): [mean p, observed up rate, n]
-            "reliability": {n: o.bins() for n, o in self.outcomes.items()},
+            "reliability": {n: o.chart() for n, o in self.outcomes.items()},
             "reliability_bins": RELIABILITY_BINS,
         }
 

@@ -125,3 +125,52 @@ def ece(p: Sequence[float], y: Sequence[bool], bins: int = 10) -> float:
     if n == 0:
         return math.nan
     return sum(m / n * abs(fy - fp) for fp, fy, m in rows)
+
+
+class ReliabilityHistogram:
+    """Equal-mass reliability bins in constant memory, for runs of any length.
+
+    Outcomes go into ``buckets`` fixed-width buckets of p (count, Σp, Σy each: 24 bytes a
+    bucket, however many outcomes). :meth:`bins` merges consecutive buckets into bins of about
+    equal mass: a bin closes at the bucket where the running count reaches (b+1)·n/bins, so
+    the bin edges are the equal-mass quantiles rounded to a bucket (1/buckets wide), each
+    bin's mean p and up rate are exact, and tied predictions (one bucket) never straddle bins.
+    """
+
+    __slots__ = ("buckets", "n", "sum_p", "sum_y")
+
+    def __init__(self, buckets: int = 4000) -> None:
+        self.buckets = buckets
+        self.n = [0] * buckets
+        self.sum_p = [0.0] * buckets
+        self.sum_y = [0] * buckets
+
+    def add(self, p: float, up: bool) -> None:
+        i = min(max(int(p * self.buckets), 0), self.buckets - 1)
+        self.n[i] += 1
+        self.sum_p[i] += p
+        if up:
+            self.sum_y[i] += 1
+
+    def bins(self, bins: int = 10) -> list[tuple[float, float, int]]:
+        """(mean p, observed up rate, count) per non-empty bin, in order of p."""
+        total = sum(self.n)
+        out: list[tuple[float, float, int]] = []
+        b, n, sp, sy = 0, 0, 0.0, 0
+        seen = 0
+        for i in range(self.buckets):
+            c = self.n[i]
+            if not c:
+                continue
+            n += c
+            sp += self.sum_p[i]
+            sy += self.sum_y[i]
+            seen += c
+            if seen * bins >= (b + 1) * total:
+                out.append((sp / n, sy / n, n))
+                n, sp, sy = 0, 0.0, 0
+                while b < bins and seen * bins >= (b + 1) * total:
+                    b += 1
+        if n:
+            out.append((sp / n, sy / n, n))
+        return out
