@@ -73,6 +73,18 @@ MUTANTS = [
         "            total += 1.0\n            acc += p\n",
     ),
     Mutant(
+        "stack ignores its learned weights (equal weights in log-odds)",
+        "models/ensemble.py",
+        "                z += w * logit(p)\n",
+        "                z += logit(p) / len(self.weights)\n",
+    ),
+    Mutant(
+        "stack steps not scaled by the outcomes within a horizon",
+        "models/ensemble.py",
+        "        share = 1.0 / m  # each outcome is 1/m of an independent observation\n",
+        "        share = 1.0\n",
+    ),
+    Mutant(
         "calibration silently bypassed",
         "agents/stage.py",
         "p_up = st.calibrator.predict_one(raw) if st.calibrator is not None else raw",

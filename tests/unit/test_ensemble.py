@@ -162,3 +162,24 @@ def test_logit_sigmoid_round_trip_and_clipping() -> None:
         cap, rel=1e-9
     )
     assert sigmoid(-800.0) == 0.0 and sigmoid(800.0) == 1.0
+
+
+SIX = [f"s{i}" for i in range(6)]
+P = dict(zip(SIX, [0.59, 0.61, 0.46, 0.19, 0.59, 0.28], strict=True))
+W = dict(zip(SIX, [0.81, 0.73, 0.03, 0.93, 0.04, 0.09], strict=True))
+
+
+def test_stack_sums_in_member_order_exactly() -> None:
+    """The pool's sum runs in config (member) order: the same votes give the same bits."""
+    results = set()
+    for order in (SIX, SIX[::-1], SIX[2:] + SIX[:2], SIX[::2] + SIX[1::2]):
+        s = StackWeights.uniform(order, learning_rate=0.1, l2=0.0, horizon_ns=H)
+        s.weights.update({n: W[n] for n in order})
+        z = 0.0
+        for n in order:  # by hand, left to right
+            z += W[n] * logit(P[n])
+        shuffled = {n: P[n] for n in reversed(order)}  # vote arrival order must not matter
+        assert s.combine(shuffled) == sigmoid(z)
+        results.add(sigmoid(z))
+    # teeth: the summation order changes the last bits of this pool
+    assert len(results) >= 3
