@@ -20,10 +20,10 @@ def test_a_count_stage_prints_its_table() -> None:
     # tick signs 0 (first trade), +1, -1. At 3 s the 1 s trade resolves (101 > 100: up, cell
     # 1); at 5 s the 2 s trade (100 < 101: down, cell 2) and the 3 s one (100 = 100: flat)
     table = describe(next(s for s in pipe.stages if s.name == "counts").state("A"))["table"]
-    # default prior 5: (1 + 5) / (1 + 10) and (0 + 5) / (1 + 10) (decay scales empty counts)
+    # default prior 1: (1 + 1) / (1 + 2) and (0 + 1) / (1 + 2)
     assert table == [
-        {"cell": [1], "ranges": {"tick_sign": [-0.5, 0.5]}, "ups": 1.0, "n": 1.0, "p_up": 6 / 11},
-        {"cell": [2], "ranges": {"tick_sign": [0.5, None]}, "ups": 0.0, "n": 1.0, "p_up": 5 / 11},
+        {"cell": [1], "ranges": {"tick_sign": [-0.5, 0.5]}, "ups": 1.0, "n": 1.0, "p_up": 2 / 3},
+        {"cell": [2], "ranges": {"tick_sign": [0.5, None]}, "ups": 0.0, "n": 1.0, "p_up": 1 / 3},
     ]
 
 
