@@ -38,7 +38,7 @@ def test_a_flow_stage_prints_which_rule_signed_its_trades() -> None:
 
 
 def test_the_report_says_which_rule_signed_the_trades() -> None:
-    rep = run_backtest(SAMPLE_FILES[:1], trades_only=True).report
+    rep = run_backtest(SAMPLE_FILES[:1], trades_only=True, prefetch=False).report
     signing = rep["stages"]["flow"]["signing"]
     (sym,) = signing
     # trades only: no side, no quote, so everything but the first trades is the tick rule

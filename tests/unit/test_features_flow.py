@@ -288,7 +288,7 @@ def flow_config() -> PipelineConfig:
 
 
 def test_a_flow_stage_runs_end_to_end(tmp_path: Path) -> None:
-    result = run_backtest(SAMPLE_FILES, config=flow_config(), out_dir=tmp_path)
+    result = run_backtest(SAMPLE_FILES[:1], config=flow_config(), out_dir=tmp_path, prefetch=False)
     stage = result.report["stages"]["flow_all"]
     assert stage["n_scored"] > 100 and stage["features"] == list(Flow.FEATURES)
     votes = [sv for s in result.signals for sv in s.stages if sv.name == "flow_all"]
