@@ -85,7 +85,7 @@ class Account:
         day = ts // NS_PER_DAY
         if day != self.day:
             # the equity before this event is the day's opening equity
-            self.day_start_equity = self.last_equity if self.day is not None else equity
+            self.day_start_equity = self.last_equity
             self.day = day
         self.last_equity = equity
         if equity > self.high_water:
