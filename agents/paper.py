@@ -239,7 +239,6 @@ class PaperTrader:
         ts = tick.ts
         self._clock(ts)
         out: list[Fill | Order | Denial] = []
-        self._horizon_exits(ts, out)
         sym = tick.symbol
         book = s.books.get(sym)
         if book is None:
@@ -252,6 +251,11 @@ class PaperTrader:
             book.on_quote(tick)
         else:
             book.on_trade(tick)
+        # exits due now, sent at the mid this tick makes (they fill on a later quote unless
+        # the latency is zero)
+        for order in self._horizon_exits(ts, out):
+            if order.symbol == sym:
+                mine.append(s.open[order.id])
         for o in mine:
             if not o.arrived and o.order.arrival_ts <= ts:
                 self._arrive(o, book)
@@ -267,8 +271,9 @@ class PaperTrader:
             s.reduce_only_day = self.account.day
         return out
 
-    def _horizon_exits(self, ts: int, out: list[Fill | Order | Denial]) -> None:
+    def _horizon_exits(self, ts: int, out: list[Fill | Order | Denial]) -> list[Order]:
         s = self._s
+        sent: list[Order] = []
         while s.lots and s.lots[0][0] <= ts:
             _, _, lot = heapq.heappop(s.lots)
             if lot.done:
@@ -285,7 +290,10 @@ class PaperTrader:
                 continue
             book = s.books.get(lot.symbol)
             mid = book.mid if book is not None else None
-            out.append(self._send(lot.signal_id, lot.symbol, ts, side, lot.filled, "exit", 0, mid))
+            order = self._send(lot.signal_id, lot.symbol, ts, side, lot.filled, "exit", 0, mid)
+            out.append(order)
+            sent.append(order)
+        return sent
 
     def _arrive(self, o: _Open, book: Book) -> None:
         o.arrived = True
