@@ -24,6 +24,9 @@ Rules (see also ``config/paper.py``):
   part fills at or better than it, its rest waits passively at that price and fills (maker, at its
   price, capped at the trade's size) only on a trade printing through it, never on a touch, until
   ``max_wait_ms`` after arrival (then denial ``expired``). Fees: taker/maker bps of the notional.
+  Exits and flatten orders are always market orders and work until done: they never expire,
+  and their rest beyond the protection price waits for the next quote (its new reference), so
+  a horizon exit cannot leave a stray position behind.
 - **Risk** (checked in this order; a denial names the reason and is counted in
   ``account.denials``): ``halted`` (no new orders at all, horizon exits included: ``flatten``
   closes what is left); ``max_orders_per_minute`` (entries only; every entry and exit counts
@@ -184,15 +187,15 @@ class PaperTrader:
         side: Side = "buy" if signal.action == Action.BUY else "sell"
         sign = 1.0 if side == "buy" else -1.0
         out: list[Order | Denial] = []
-        pos = self.account.positions.get(sym)
-        held = pos.size if pos is not None else 0.0
-        if cfg.exit == "opposite" and held * sign < -_EPS:
+        if cfg.exit == "opposite" and self._projected(sym) * sign < -_EPS:
+            # the opposite signal: cancel the open entries, close what is held or on its way
             for oid in [k for k, o in s.open.items() if o.order.symbol == sym]:
                 if s.open[oid].order.reason == "entry":
                     del s.open[oid]
-            if s.halted:
+            held = self._projected(sym)  # zero when only entries were pending
+            if held * sign < -_EPS and s.halted:
                 out.append(self._deny(order_id(signal.id, "exit", 0), signal, "halted"))
-            else:
+            elif held * sign < -_EPS:
                 out.append(self._send(signal.id, sym, signal.ts, side, abs(held), "exit", 0, mid))
         if cfg.mode == "long_only" and side == "sell":
             return out
@@ -305,7 +308,8 @@ class PaperTrader:
 
     def _expire(self, ts: int, out: list[Fill | Order | Denial]) -> None:
         s = self._s
-        for oid in [k for k, o in s.open.items() if ts > o.expires_ts]:
+        late = [k for k, o in s.open.items() if ts > o.expires_ts and o.order.reason == "entry"]
+        for oid in late:
             o = s.open.pop(oid)
             out.append(self._deny_order(o.order, ts, "expired"))
 
@@ -330,9 +334,11 @@ class PaperTrader:
             return
         if o.order.kind == "limit":
             o.passive = True
-        elif shown > 0.0:
+        elif shown > 0.0 and o.order.reason == "entry":
             del self._s.open[o.order.id]
             out.append(self._deny_order(o.order, q.ts, "protection"))
+        else:  # an exit keeps working: the next quote is its new reference
+            o.ref = None
 
     def _trade_through(self, mine: list[_Open], t: Trade, out: list[Fill | Order | Denial]) -> None:
         left = t.size
@@ -418,7 +424,7 @@ class PaperTrader:
             arrival_ts=arrival,
             side=side,
             size=size,
-            kind=cfg.order_type,
+            kind=cfg.order_type if reason == "entry" else "market",
             limit_price=None,
             reason=reason,
             mid=mid,

@@ -159,3 +159,32 @@ def test_load_paper_config(tmp_path: Path) -> None:
     p.write_text("- 1\n")
     with pytest.raises(PaperConfigError, match="mapping"):
         load_paper_config(p)
+
+
+def test_exit_works_past_protection_and_never_expires() -> None:
+    t = trader(order_type="limit")  # entries are limits; exits are always market orders
+    t.on_tick(q(0))
+    t.on_signal(sig("s1", 0, horizon=1 * S), mid=100.0)
+    t.on_tick(q(200 * MS, 99.9, 100.0))  # long 10 (limit 100.0, 1000 shown)
+    (x,) = t.on_tick(Trade("BTC", 1 * S, 100.0, 1.0))
+    assert isinstance(x, Order) and x.kind == "market" and x.reason == "exit"
+    # at arrival (1.1 s) the touch is the 0.2 s quote's bid 99.9: protection 99.9 × 0.995 =
+    # 99.40; the bid has fallen to 95: nothing fills, nothing is cancelled, nothing expires
+    assert t.on_tick(q(11 * S, 95.0, 95.1, 1.0)) == []
+    # the next quote is the new reference: 95 × 0.995 = 94.525 caps a walk of 1 shown per
+    # 0.1 tick: 95.0, 94.9, 94.8, 94.7, 94.6 (5 of 10); the other 5 keep working
+    out = t.on_tick(q(12 * S, 95.0, 95.1, 1.0))
+    got = [(round(p, 6), s) for _, p, s in fills(out)]
+    assert got == [(95.0, 1.0), (94.9, 1.0), (94.8, 1.0), (94.7, 1.0), (94.6, 1.0)]
+    assert [e for e in out if isinstance(e, Denial)] == []
+    out = t.on_tick(q(13 * S, 94.0, 94.1, 100.0))
+    assert fills(out) == [("sell", 94.0, pytest.approx(5.0))]
+    assert t.account.positions["BTC"].size == pytest.approx(0.0, abs=1e-9)
+
+
+def test_opposite_signal_cancels_pending_entries_without_an_exit() -> None:
+    t = trader(exit="opposite")
+    t.on_signal(sig("s1", 0), mid=100.0)  # pending: no quote yet
+    (entry,) = t.on_signal(sig("s2", 10 * MS, Action.SELL), mid=100.0)
+    assert isinstance(entry, Order) and entry.reason == "entry" and entry.size == 10.0
+    assert [o.signal_id for o in t.open_orders()] == ["s2"]
