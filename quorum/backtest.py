@@ -18,9 +18,11 @@ import orjson
 
 from agents.pipeline import Pipeline
 from agents.voting import Decision, Scored
+from config.paper import PaperConfig
 from config.settings import PipelineConfig, load_config
 from models.records import Action, Reject, Signal, Tick, Trade
 from quorum.metrics import BinaryScore, Decimator, RollingAccuracy
+from quorum.paper_run import PaperSession
 from quorum.stats import ReliabilityHistogram
 from streams.codecs import encode_reject, encode_signal
 from streams.prefetch import read_ticks_prefetched
@@ -277,6 +279,7 @@ def run_backtest(
     prefetch: bool = True,
     on_scored: ScoredHook | None = None,
     trades_only: bool = False,
+    paper: PaperConfig | None = None,
 ) -> BacktestResult:
     """Run the pipeline over recorded ticks and score it.
 
@@ -289,6 +292,9 @@ def run_backtest(
     in the order the voter scores them. ``trades_only`` runs on the ticks as exchange prints
     would have them (:func:`strip_to_trades`: no quotes, no aggressor side); the report then
     says what was stripped under ``trades_only``. Both off leave every output unchanged.
+    ``paper`` trades the signals on a paper account (:class:`quorum.paper_run.PaperSession`):
+    ``orders.jsonl``, ``fills.jsonl`` and ``equity.jsonl`` beside the other files, and a
+    ``paper`` section in the report (its time counts in ``elapsed_s``).
     Raises :class:`streams.readers.ReaderError` for a missing or unusable input file and
     :class:`config.settings.ConfigError` for an invalid config.
     """
@@ -308,6 +314,7 @@ def run_backtest(
         out.mkdir(parents=True, exist_ok=True)
         sig_file = (out / "signals.jsonl").open("wb")
         rej_file = (out / "rejects.jsonl").open("wb")
+    session = PaperSession(paper, out) if paper is not None else None
 
     def on_reject(r: Reject) -> None:
         if rej_file is not None:
@@ -342,6 +349,10 @@ def run_backtest(
             else:
                 board.tick(tick.symbol, False, tick.mid)
             decision = pipeline.process(tick)
+            if session is not None:  # the tick first: a signal's order arrives after it
+                session.tick(tick)
+                if decision is not None:
+                    session.signal(decision.signal)
             if decision is not None:
                 board.decision(decision)
                 if on_scored is not None:
@@ -356,6 +367,8 @@ def run_backtest(
         if progress is not None:
             progress(n)
     finally:
+        if session is not None:
+            session.close()
         if sig_file is not None:
             sig_file.close()
         if rej_file is not None:
@@ -366,6 +379,9 @@ def run_backtest(
     if trades_only:
         report["trades_only"] = strip.as_dict()
     charts = board.charts_dict()
+    if session is not None:
+        report["paper"] = session.report()
+        charts["paper"] = {"equity": [[ts, eq] for ts, eq in session.equity]}
     if out is not None:
         (out / "report.json").write_bytes(
             orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"

@@ -134,6 +134,27 @@ def _summary(report: dict[str, Any], out: Path) -> None:
     console.print(f"wrote {out}/signals.jsonl, report.json, report.html, rejects.jsonl")
 
 
+def _paper_summary(p: dict[str, Any], out: Path) -> None:
+    table = Table(title=f"paper account ({p['venue']}), after fees", show_header=False)
+    money = [
+        ("net PnL", p["net_pnl"]),
+        ("gross PnL (before fees)", p["gross_pnl"]),
+        ("fees", p["fees"]),
+        ("turnover", p["turnover"]),
+    ]
+    for label, v in money:
+        table.add_row(label, f"{v:,.2f}")
+    table.add_row("orders / fills", f"{p['n_orders']:,} / {p['n_fills']:,}")
+    table.add_row("round trips, hit rate", f"{p['n_round_trips']:,}, {_fmt(p['hit_rate'], 3)}")
+    table.add_row(
+        "max drawdown", f"{100 * p['max_drawdown']:.3f} % over {p['max_drawdown_s']:.0f} s"
+    )
+    table.add_row("signal to fill", f"{_fmt(p['signal_to_fill_ms'], 1)} ms")
+    table.add_row("denied", ", ".join(f"{k} {v:,}" for k, v in p["denied"].items()) or "none")
+    console.print(table)
+    console.print(f"wrote {out}/orders.jsonl, fills.jsonl, equity.jsonl")
+
+
 @app.command()
 def backtest(
     paths: PathsArg,
@@ -145,11 +166,23 @@ def backtest(
     end: EndOpt = None,
     fmt: FormatOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary")] = False,
+    paper: Annotated[
+        bool, typer.Option("--paper", help="Trade the signals on a paper account")
+    ] = False,
+    paper_config: Annotated[
+        Path | None,
+        typer.Option("--paper-config", help="Paper-trading YAML (implies --paper)"),
+    ] = None,
 ) -> None:
     """Run the pipeline in-process over recorded ticks; write signals and a scored report."""
+    from config.paper import PaperConfigError, load_paper_config
     from quorum.backtest import run_backtest
 
     start_ns, end_ns = _time(start, "--start"), _time(end, "--end")
+    try:
+        paper_cfg = load_paper_config(paper_config) if paper or paper_config else None
+    except PaperConfigError as e:
+        raise _fail(str(e)) from None
     try:
         with _progress("events", quiet) as bar:
             task = bar.add_task("backtest", total=None, event="")
@@ -164,11 +197,14 @@ def backtest(
                 fmt=fmt,
                 keep_signals=False,
                 progress=lambda n: bar.update(task, completed=n),
+                paper=paper_cfg,
             )
     except (ReaderError, ConfigError, ModelConfigError, ValueError) as e:
         raise _fail(str(e)) from None
     if not quiet:
         _summary(result.report, out)
+        if "paper" in result.report:
+            _paper_summary(result.report["paper"], out)
 
 
 @app.command()
