@@ -678,6 +678,39 @@ def _per_symbol_table(
 # --------------------------------------------------------------------------- the page
 
 
+def _paper(report: dict[str, Any], charts: dict[str, Any]) -> str:
+    """The paper account's equity and its drawdown below the high-water mark (``--paper``)."""
+    paper = _dict(charts.get("paper"))
+    if not paper:
+        return ""
+    equity = _series(paper.get("equity"))
+    high = -math.inf
+    drawdown: list[Point] = []
+    for t, v in equity:
+        high = max(high, v)
+        drawdown.append((t, (v / high - 1.0) if high > 0 else 0.0))
+    p = _dict(report.get("paper"))
+    note = (
+        f"net {_flt(p.get('net_pnl'), 2)} after {_flt(p.get('fees'), 2)} of fees "
+        f"(gross {_flt(p.get('gross_pnl'), 2)}); {_int(p.get('n_fills'))} fills, "
+        f"{_int(p.get('n_round_trips'))} round trips; max drawdown "
+        f"{_pct(p.get('max_drawdown'), 3)}"
+    )
+    return (
+        "<section>\n<h2>Paper account</h2>\n"
+        f'<p class="note">{_e(note)}</p>\n'
+        + _chart("paper equity", [_Series("equity", _PRICE_COLOR, equity)], height=260)
+        + _chart(
+            "paper drawdown below the high-water mark",
+            [_Series("drawdown", _SELL_COLOR, drawdown)],
+            height=180,
+            y_extent=(0.0, 0.0),
+            pct=True,
+        )
+        + "</section>\n"
+    )
+
+
 def render_html(report: dict[str, Any], charts: dict[str, Any]) -> str:
     """The backtest report as one self-contained HTML page (deterministic, escaped)."""
     report, charts = _dict(report), _dict(charts)
@@ -764,6 +797,7 @@ def render_html(report: dict[str, Any], charts: dict[str, Any]) -> str:
     )
     parts.append("</section>\n")
     parts.append(_calibration(charts, colors))
+    parts.append(_paper(report, charts))
 
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'

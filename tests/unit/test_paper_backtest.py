@@ -104,3 +104,14 @@ def test_the_cli_runs_paper_from_a_config_file(tmp_path: Path) -> None:
     bad.write_text("paper:\n  latency_ms: -1\n", encoding="utf-8")
     res = CliRunner().invoke(app, ["backtest", str(FILE[0]), "--paper-config", str(bad)])
     assert res.exit_code != 0 and "bad.yaml" in res.output
+
+
+def test_report_html_shows_the_equity_and_drawdown_only_for_paper_runs(
+    paper_run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    out, rep = paper_run
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Paper account</h2>" in page
+    assert "paper equity" in page and "paper drawdown below the high-water mark" in page
+    run_backtest(FILE, out_dir=tmp_path, prefetch=False)
+    assert "Paper account" not in (tmp_path / "report.html").read_text(encoding="utf-8")
