@@ -52,6 +52,11 @@ DURABLE = (
     str(EVERY),
     "--checkpoint-interval",
     str(INTERVAL_S),
+    # split: a stage vote delayed by a hand-over on a loaded 2-core CI machine must not be
+    # decided without (a lost vote still fails: it times out here too and shows as a differing
+    # signal); the join's own timeout is tested in tests/unit/test_join.py
+    "--join-timeout",
+    "120",
 )
 # agents that share the held inputs: fused, the kernel agent; split, three stage agents and
 # the voting agent (of which three read the ticks)
