@@ -109,7 +109,7 @@ def test_the_cli_runs_paper_from_a_config_file(tmp_path: Path) -> None:
 def test_report_html_shows_the_equity_and_drawdown_only_for_paper_runs(
     paper_run: tuple[Path, dict], tmp_path: Path
 ) -> None:
-    out, rep = paper_run
+    out, _ = paper_run
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "<h2>Paper account</h2>" in page
     assert "paper equity" in page and "paper drawdown below the high-water mark" in page
