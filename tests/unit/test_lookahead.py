@@ -128,7 +128,7 @@ def _cuts(ticks: list[list[Tick]]) -> list[int]:
 
 
 def _signals(paths: list[Path], fmt: str) -> dict[Key, Seen]:
-    result = run_backtest(paths, fmt=fmt)
+    result = run_backtest(paths, fmt=fmt, prefetch=False)  # the kernel's lookahead, one process
     assert result.report["rejected"] == 0
     return {(s.symbol, s.ts, s.seq): _seen(s) for s in result.signals}
 

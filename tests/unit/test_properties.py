@@ -58,7 +58,7 @@ from streams.validation import PRICE_MAX, PRICE_MIN, SIZE_MAX, TS_MAX_NS, TS_MIN
 from tests.schemas import schema_validator
 
 FAST = settings(
-    max_examples=200,
+    max_examples=100,  # derandomized: the same 100 cases every run (unit-time budget)
     deadline=None,
     derandomize=True,
     database=None,

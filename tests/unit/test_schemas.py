@@ -56,7 +56,7 @@ def test_tick_batches_match_their_schema() -> None:
 
 
 def test_backtest_outputs_match_their_schemas(tmp_path: Path) -> None:
-    run_backtest(SAMPLE_FILES, out_dir=tmp_path, end_ns=1_723_161_300_000_000_000)
+    run_backtest(SAMPLE_FILES, out_dir=tmp_path, end_ns=1_723_161_300_000_000_000, prefetch=False)
     signal = schema_validator("signal")
     lines = (tmp_path / "signals.jsonl").read_bytes().splitlines()
     assert lines
