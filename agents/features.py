@@ -488,20 +488,14 @@ class TickSign(Extractor):
     FEATURES = ("tick_sign",)
 
     def __init__(self) -> None:
-        self.last = 0.0
-        self.sign = 0.0
+        self.rule = TradeSigner()  # only its tick rule (:meth:`TradeSigner.observe`) is used
 
     def update(self, tick: Tick, ref: float) -> None:
         if isinstance(tick, Trade):
-            price = tick.price
-            if price > self.last:
-                self.sign = 1.0 if self.last > 0.0 else 0.0
-            elif price < self.last:
-                self.sign = -1.0
-            self.last = price
+            self.rule.observe(tick.price)
 
     def features(self, names: tuple[str, ...]) -> dict[str, float]:
-        return {"tick_sign": self.sign}
+        return {"tick_sign": self.rule.tick}
 
 
 EXTRACTORS: dict[str, type[Extractor]] = {

@@ -43,13 +43,18 @@ class TradeSigner:
     tick: float = 0.0
     counts: dict[str, int] = field(default_factory=_zero_counts)
 
-    def sign(self, trade: Trade, bid: float = 0.0, ask: float = 0.0) -> tuple[float, str]:
-        """Sign ``trade`` given the best bid/ask in force (0.0 when no quote is known)."""
-        price = trade.price
+    def observe(self, price: float) -> float:
+        """The tick rule alone: move the tick memory with a trade price; the sign after it."""
         last = self.last_price
         if price != last and last > 0.0:
             self.tick = 1.0 if price > last else -1.0
         self.last_price = price
+        return self.tick
+
+    def sign(self, trade: Trade, bid: float = 0.0, ask: float = 0.0) -> tuple[float, str]:
+        """Sign ``trade`` given the best bid/ask in force (0.0 when no quote is known)."""
+        price = trade.price
+        self.observe(price)
         side = trade.side
         if side is not None:
             s, rule = (1.0 if side == "buy" else -1.0), "exchange"

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from models.labels import Labeler
 from models.records import Label, Quote, Tick, Trade
+from models.trade_sign import TradeSigner
 from quorum.metrics import BinaryScore
 from streams.readers import ReaderError, ReaderStats, read_ticks
 
@@ -182,8 +183,9 @@ class Baseline:
 @dataclass
 class TickSignState:
     labeler: Labeler
-    last_price: float = 0.0
-    sign: int = 0  # of the last non-zero trade-price change; 0 until the price has moved
+    # the tick rule (the sign of the last non-zero trade-price change; 0 until the price has
+    # moved), the same one the stages sign trades with
+    rule: TradeSigner = field(default_factory=TradeSigner)
     # per cell (+1, -1, 0): [ups, downs] observed, before the Beta(1, 1) prior is added
     counts: dict[int, list[int]] = field(default_factory=lambda: {1: [0, 0], -1: [0, 0], 0: [0, 0]})
     seq: int = 0
@@ -249,12 +251,9 @@ class TickSignBaseline:
         if not isinstance(tick, Trade):
             return None
         self.trades += 1
-        price = tick.price
-        if st.last_price > 0.0 and price != st.last_price:
-            st.sign = 1 if price > st.last_price else -1
-        st.last_price = price
-        p = self.p_up(st.counts[st.sign])
-        st.labeler.add(st.seq, tick.ts, (st.sign, p))
+        cell = int(st.rule.observe(tick.price))
+        p = self.p_up(st.counts[cell])
+        st.labeler.add(st.seq, tick.ts, (cell, p))
         return p
 
     def table(self) -> dict[str, dict[int, tuple[int, int, float]]]:
