@@ -52,21 +52,6 @@ def _denial_dict(d: Denial) -> dict[str, Any]:
     }
 
 
-def _fill_dict(f: Fill) -> dict[str, Any]:
-    return {
-        "id": f.id,
-        "order_id": f.order_id,
-        "signal_id": f.signal_id,
-        "symbol": f.symbol,
-        "ts": f.ts,
-        "side": f.side,
-        "price": f.price,
-        "size": f.size,
-        "fee": f.fee,
-        "liquidity": f.liquidity,
-    }
-
-
 class PaperSession:
     """One paper account driven by a backtest; files under ``out`` when given."""
 
@@ -132,7 +117,7 @@ class PaperSession:
         if isinstance(ev, Fill):
             self._on_fill(ev)
             if self._fills is not None:
-                self._fills.write(orjson.dumps(_fill_dict(ev)) + b"\n")
+                self._fills.write(orjson.dumps(ev) + b"\n")  # a Fill's fields, in order
             return
         if isinstance(ev, Order):
             sign = 1 if ev.side == "buy" else -1
