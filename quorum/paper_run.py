@@ -19,7 +19,7 @@ from agents.paper import PaperTrader
 from agents.paper_metrics import metrics
 from config.paper import PaperConfig
 from models.orders import Denial, Fill, Order
-from models.records import Quote, Signal, Tick
+from models.records import Signal, Tick
 
 SAMPLE_NS = 1_000_000_000
 
@@ -70,7 +70,6 @@ class PaperSession:
             self._equity = self._open(out / "equity.jsonl")
         # per order: the side, the mid at signal time and the signal's event time, for slippage
         self._orders_seen: dict[str, tuple[int, float | None, int]] = {}
-        self._mid: dict[str, float] = {}
         self._slip_sum = 0.0
         self._slip_arrival_sum = 0.0
         self._slip_arrival_w = 0.0
@@ -79,7 +78,6 @@ class PaperSession:
         self._spread_n = 0
         self._latency_sum_ns = 0
         self._latency_n = 0
-        self._spread: dict[str, float] = {}
 
     def _open(self, path: Path) -> IO[bytes]:
         f = path.open("wb")
@@ -94,9 +92,6 @@ class PaperSession:
     # --- feeding ---------------------------------------------------------------------------
 
     def tick(self, tick: Tick) -> None:
-        if isinstance(tick, Quote):
-            self._mid[tick.symbol] = (tick.bid + tick.ask) * 0.5
-            self._spread[tick.symbol] = tick.ask - tick.bid
         for ev in self.trader.on_tick(tick):
             self._event(ev)
         if tick.ts >= self._next_sample:
@@ -110,7 +105,8 @@ class PaperSession:
             self._next_sample = (tick.ts // SAMPLE_NS + 1) * SAMPLE_NS
 
     def signal(self, signal: Signal) -> None:
-        for ev in self.trader.on_signal(signal, self._mid.get(signal.symbol)):
+        book = self.trader.book(signal.symbol)
+        for ev in self.trader.on_signal(signal, book.mid if book is not None else None):
             self._event(ev)
 
     def _event(self, ev: Order | Fill | Denial) -> None:
@@ -138,13 +134,14 @@ class PaperSession:
         if mid_at_signal:
             self._slip_sum += sign * (f.price / mid_at_signal - 1.0) * 1e4 * w
             self._slip_w += w
-        mid_now = self._mid.get(f.symbol)  # the mid of the quote the order filled against
+        # the trader's own book: the quote the order filled against
+        book = self.trader.book(f.symbol)
+        mid_now = book.mid if book is not None else None
         if mid_now:
             self._slip_arrival_sum += sign * (f.price / mid_now - 1.0) * 1e4 * w
             self._slip_arrival_w += w
-        spread = self._spread.get(f.symbol)
-        if spread is not None and mid_now:
-            self._spread_sum += spread / mid_now * 1e4
+        if mid_now and book is not None and book.ask is not None and book.bid is not None:
+            self._spread_sum += (book.ask - book.bid) / mid_now * 1e4
             self._spread_n += 1
         self._latency_sum_ns += f.ts - signal_ts
         self._latency_n += 1
