@@ -16,12 +16,11 @@ from math import exp, log, sqrt
 
 import pytest
 
-from agents.features import Extractor, Microstructure, Momentum, Volatility
+from agents.features import Microstructure, Momentum, Volatility
 from agents.stage import Stage
 from config.settings import load_config
-from models.labels import ReferencePrice
-from models.records import Quote, Tick, Trade
-from tests.conftest import S
+from models.records import Tick
+from tests.ticks import SYM, approx, q, run, tr
 
 CFG = load_config()
 # a momentum stage (not in the default pipeline any more: the extractor is there to swap in)
@@ -34,34 +33,6 @@ MOMENTUM_CFG = CFG.model_copy(
         )
     }
 )
-B = 1_700_000_000 * S  # base time of every stream
-SYM = "X"
-REL = 1e-12
-
-
-def approx(x: float) -> object:
-    return pytest.approx(x, rel=REL, abs=1e-12)
-
-
-def at(seconds: float) -> int:
-    return B + round(seconds * S)
-
-
-def run(extractor: Extractor, ticks: list[Tick]) -> Extractor:
-    """Feed ``ticks`` as a stage does: the reference price is updated first, then the extractor."""
-    ref = ReferencePrice()
-    for t in ticks:
-        ref.update(t)
-        extractor.update(t, ref.value)
-    return extractor
-
-
-def q(s: float, bid: float, ask: float, bid_size: float = 1.0, ask_size: float = 1.0) -> Quote:
-    return Quote(SYM, at(s), bid, ask, bid_size, ask_size)
-
-
-def tr(s: float, price: float, size: float = 1.0, side: str | None = None) -> Trade:
-    return Trade(SYM, at(s), price, size, side)  # type: ignore[arg-type]
 
 
 # --- Microstructure -----------------------------------------------------------------------

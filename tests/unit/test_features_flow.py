@@ -11,40 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from agents.features import EXTRACTORS, Extractor, Flow, Microstructure
+from agents.features import EXTRACTORS, Flow, Microstructure
 from config.settings import PipelineConfig, load_config
 from models.labels import ReferencePrice
 from models.records import Quote, Tick, Trade
 from quorum import run_backtest
-from tests.conftest import SAMPLE_FILES, S, handmade_ticks
+from tests.conftest import SAMPLE_FILES, handmade_ticks
+from tests.ticks import approx, q, run, tr
 
-B = 1_700_000_000 * S
-SYM = "X"
 QUOTE_FEATURES = ("ofi_1s", "ofi_5s", "microprice_bps")
-
-
-def approx(x: float) -> object:
-    return pytest.approx(x, rel=1e-12, abs=1e-12)
-
-
-def at(seconds: float) -> int:
-    return B + round(seconds * S)
-
-
-def run(extractor: Extractor, ticks: list[Tick]) -> Extractor:
-    ref = ReferencePrice()
-    for t in ticks:
-        ref.update(t)
-        extractor.update(t, ref.value)
-    return extractor
-
-
-def q(s: float, bid: float, ask: float, bid_size: float = 1.0, ask_size: float = 1.0) -> Quote:
-    return Quote(SYM, at(s), bid, ask, bid_size, ask_size)
-
-
-def tr(s: float, price: float, size: float = 1.0, side: str | None = None) -> Trade:
-    return Trade(SYM, at(s), price, size, side)  # type: ignore[arg-type]
 
 
 def flow(ticks: list[Tick]) -> Flow:
@@ -299,7 +274,6 @@ def test_a_flow_stage_runs_end_to_end(tmp_path: Path) -> None:
 
 def test_tick_sign_extractor_agrees_with_flow_on_the_last_nonzero_change() -> None:
     from agents.features import Flow, TickSign
-    from models.records import Trade
 
     # prices 100, 100, 101, 101, 99.5, 99.5: signs 0 (first), 0 (no change yet), +1, +1 (zero
     # tick keeps it), -1, -1
