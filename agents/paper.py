@@ -12,7 +12,9 @@ Rules (see also ``config/paper.py``):
   the entry is cancelled then); lots net into one position per symbol. ``exit: opposite``: an
   opposite signal closes the whole position (reason ``exit``, its open entries are cancelled)
   and, long/short, opens the other way. ``long_only``: a SELL never opens a short. HOLD does
-  nothing; a signal id seen before does nothing.
+  nothing; a signal id seen before does nothing (ids are remembered for ``SEEN_WINDOW_NS`` of
+  event time, so the state stays bounded; the Kafka agent also drops a symbol's signals at or
+  below the last sequence number it paired, however late they come).
 - **Latency.** ``arrival_ts = ts + latency_ms``. At arrival the order takes the touch it sees as
   its reference (the latest quote at or before arrival, unless it is older than
   ``stale_quote_ms``: then there is none and the fill quote is the reference); it fills against
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from agents.paper_account import Account
@@ -54,6 +57,8 @@ __all__ = ["Account", "PaperTrader", "metrics"]
 
 NS_PER_MS = 1_000_000
 NS_PER_MINUTE = 60_000_000_000
+#: How long (event time) a signal id is remembered for de-duplication.
+SEEN_WINDOW_NS = 10 * NS_PER_MINUTE
 _EPS = 1e-12
 
 
@@ -90,6 +95,7 @@ class _State:
     books: dict[str, Book] = field(default_factory=dict)
     open: dict[str, _Open] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
+    seen_order: deque[tuple[int, str]] = field(default_factory=deque)  # (ts, id), oldest first
     lots: list[tuple[int, int, _Lot]] = field(default_factory=list)
     lot_seq: int = 0
     recent: deque[int] = field(default_factory=deque)
@@ -125,6 +131,9 @@ class PaperTrader:
 
     def open_orders(self) -> list[Order]:
         return [o.order for o in self._s.open.values()]
+
+    def open_ids(self) -> Collection[str]:
+        return self._s.open.keys()
 
     def book(self, symbol: str) -> Book | None:
         return self._s.books.get(symbol)
@@ -180,6 +189,10 @@ class PaperTrader:
         if signal.id in s.seen:
             return []
         s.seen.add(signal.id)
+        order = s.seen_order
+        order.append((signal.ts, signal.id))
+        while order[0][0] < signal.ts - SEEN_WINDOW_NS:
+            s.seen.discard(order.popleft()[1])
         if signal.action == Action.HOLD:
             return []
         self._clock(signal.ts)

@@ -22,7 +22,7 @@ from config.paper import PaperConfig
 from config.settings import PipelineConfig, load_config
 from models.records import Action, Reject, Signal, Tick, Trade
 from quorum.metrics import BinaryScore, Decimator, RollingAccuracy
-from quorum.paper_run import PaperSession
+from quorum.paper_run import open_session
 from quorum.stats import ReliabilityHistogram
 from streams.codecs import encode_reject, encode_signal
 from streams.prefetch import read_ticks_prefetched
@@ -292,7 +292,7 @@ def run_backtest(
     in the order the voter scores them. ``trades_only`` runs on the ticks as exchange prints
     would have them (:func:`strip_to_trades`: no quotes, no aggressor side); the report then
     says what was stripped under ``trades_only``. Both off leave every output unchanged.
-    ``paper`` trades the signals on a paper account (:class:`quorum.paper_run.PaperSession`):
+    ``paper`` trades the signals on a paper account (:class:`agents.paper_session.PaperSession`):
     ``orders.jsonl``, ``fills.jsonl`` and ``equity.jsonl`` beside the other files, and a
     ``paper`` section in the report (its time counts in ``elapsed_s``).
     Raises :class:`streams.readers.ReaderError` for a missing or unusable input file and
@@ -314,7 +314,9 @@ def run_backtest(
         out.mkdir(parents=True, exist_ok=True)
         sig_file = (out / "signals.jsonl").open("wb")
         rej_file = (out / "rejects.jsonl").open("wb")
-    session = PaperSession(paper, out) if paper is not None else None
+    session, paper_sink = (
+        open_session(paper, tuple(cfg.trigger), out) if paper is not None else (None, None)
+    )
 
     def on_reject(r: Reject) -> None:
         if rej_file is not None:
@@ -350,9 +352,10 @@ def run_backtest(
                 board.tick(tick.symbol, False, tick.mid)
             decision = pipeline.process(tick)
             if session is not None:  # the tick first: a signal's order arrives after it
-                session.tick(tick)
+                session.tick(0, tick)
                 if decision is not None:
                     session.signal(decision.signal)
+                session.drain()
             if decision is not None:
                 board.decision(decision)
                 if on_scored is not None:
@@ -364,11 +367,13 @@ def run_backtest(
                     signals.append(decision.signal)
             if progress is not None and n % 10_000 == 0:
                 progress(n)
+        if session is not None:
+            session.finish()
         if progress is not None:
             progress(n)
     finally:
-        if session is not None:
-            session.close()
+        if paper_sink is not None:
+            paper_sink.close()
         if sig_file is not None:
             sig_file.close()
         if rej_file is not None:
@@ -382,6 +387,9 @@ def run_backtest(
     if session is not None:
         report["paper"] = session.report()
         charts["paper"] = {"equity": [[ts, eq] for ts, eq in session.equity]}
+        if paper_sink is not None:
+            charts["paper"]["positions"] = paper_sink.positions
+            charts["paper"]["fills"] = paper_sink.fills
     if out is not None:
         (out / "report.json").write_bytes(
             orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
