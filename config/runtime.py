@@ -24,8 +24,16 @@ from pydantic import (
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"]
-TopicKey = Literal["ticks", "votes", "signals", "rejected"]
-TOPIC_KEYS: tuple[TopicKey, ...] = ("ticks", "votes", "signals", "rejected")
+TopicKey = Literal["ticks", "votes", "signals", "rejected", "orders", "fills", "positions"]
+TOPIC_KEYS: tuple[TopicKey, ...] = (
+    "ticks",
+    "votes",
+    "signals",
+    "rejected",
+    "orders",
+    "fills",
+    "positions",
+)
 
 # Kafka's legal topic characters; group ids share the prefix, so it obeys the same rule.
 _TOPIC_CHARS = re.compile(r"^[A-Za-z0-9._-]*$")
@@ -109,8 +117,12 @@ class TopicNames(_Frozen):
     votes: str = "votes"
     signals: str = "signals"
     rejected: str = "ticks.rejected"
+    # the paper agent's outputs (``quorum paper run``)
+    orders: str = "orders"
+    fills: str = "fills"
+    positions: str = "positions"
 
-    @field_validator("ticks", "votes", "signals", "rejected")
+    @field_validator("ticks", "votes", "signals", "rejected", "orders", "fills", "positions")
     @classmethod
     def _legal(cls, v: str) -> str:
         if not v or not _TOPIC_CHARS.match(v) or v in (".", ".."):
