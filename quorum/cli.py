@@ -19,6 +19,7 @@ from models.factory import ModelConfigError
 from quorum.cli_common import ConfigOpt, console
 from quorum.cli_common import fail as _fail
 from quorum.cli_common import runtime_or_exit as _runtime
+from quorum.paper_cmd import paper_app
 from quorum.state_cmd import open_store, state_app
 from streams.readers import Format, ReaderError
 from streams.timeparse import parse_time_ns
@@ -311,6 +312,7 @@ def services(
 
 
 app.add_typer(state_app, name="state")
+app.add_typer(paper_app, name="paper")
 topics_app = typer.Typer(help="The pipeline's Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 

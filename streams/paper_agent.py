@@ -29,7 +29,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,7 @@ __all__ = [
     "account_key",
     "alive_key",
     "control_key",
+    "iter_fills",
     "send_control",
 ]
 
@@ -395,3 +396,58 @@ class PaperAgent:
                 session.last_ts,
             )
             self.checkpoint(outputs, cmd)
+
+
+def iter_fills(
+    runtime: RuntimeConfig,
+    account: str,
+    *,
+    from_beginning: bool = False,
+    timeout_s: float = 5.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[dict[str, Any]]:
+    """The account's fills from the fills topic, each id once (an agent restarted after a
+    crash sends the fills since its last checkpoint again, with the same ids); stops after
+    ``timeout_s`` without a new record."""
+    from streams.signal_consumer import consumer_config
+
+    topic = runtime.topic("fills")
+    consumer = Consumer(
+        consumer_config(runtime, from_beginning=from_beginning, group=None),
+        logger=logging.getLogger("streams.kafka"),
+    )
+    seen: set[str] = set()
+    last = clock()
+
+    def on_assign(c: Consumer, parts: list[TopicPartition]) -> None:
+        nonlocal last
+        last = clock()
+
+    try:
+        consumer.subscribe([topic], on_assign=on_assign)
+        while clock() - last < timeout_s:
+            msg = consumer.poll(0.1)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise RuntimeError(f"kafka consumer: {err}")
+                continue
+            last = clock()
+            try:
+                doc = orjson.loads(msg.value() or b"")
+            except orjson.JSONDecodeError:
+                log.warning(
+                    "skipping a bad fill record at %s[%s]@%s", topic, msg.partition(), msg.offset()
+                )
+                continue
+            if not isinstance(doc, dict) or doc.get("account") != account:
+                continue
+            fid = str(doc.get("id"))
+            if fid in seen:
+                continue
+            seen.add(fid)
+            yield doc
+    finally:
+        consumer.close()
