@@ -68,7 +68,7 @@ class Merger:
     counters: MergeCounters = field(default_factory=MergeCounters)
     _symbols: dict[str, _Symbol] = field(default_factory=dict)
     _newest: dict[int, int | None] = field(default_factory=dict)  # partition -> newest tick ts
-    _released_ts: int | None = None
+    _released: tuple[int, str] | None = None  # (ts, symbol) of the last tick released
 
     def add_partition(self, partition: int) -> None:
         """A partition that may deliver ticks: nothing is released before it has delivered
@@ -88,8 +88,8 @@ class Merger:
         newest = self._newest.get(partition)
         if newest is None or tick.ts > newest:
             self._newest[partition] = tick.ts
-        if self._released_ts is not None and tick.ts < self._released_ts:
-            self.counters.late_ticks += 1
+        if self._released is not None and (tick.ts, tick.symbol) < self._released:
+            self.counters.late_ticks += 1  # its place in the order has gone by
 
     def signal(self, signal: Signal) -> None:
         self.counters.signals += 1
@@ -109,6 +109,10 @@ class Merger:
     def ready(self, idle: Collection[int] = ()) -> Iterator[Released]:
         """Release what can go now, in order; ``idle`` partitions hold nothing back."""
         c = self.counters
+        for st in self._symbols.values():  # signals whose tick went without them
+            while st.signals and st.signals[0].seq <= st.released:
+                c.late_signals += 1
+                yield None, st.signals.popleft()
         while True:
             best: tuple[int, str] | None = None
             for sym, st in self._symbols.items():
@@ -140,6 +144,6 @@ class Merger:
                     c.unpaired += 1
             st.ticks.popleft()
             st.released = seq
-            if self._released_ts is None or ts > self._released_ts:
-                self._released_ts = ts
+            if self._released is None or best > self._released:
+                self._released = best
             yield tick, signal
