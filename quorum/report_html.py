@@ -29,6 +29,9 @@ _ENSEMBLE_COLOR = "#111827"
 _PRICE_COLOR = "#475569"
 _BUY_COLOR = "#16a34a"
 _SELL_COLOR = "#dc2626"
+# paper fills on the price chart: the Okabe-Ito blue/orange pair, apart from the signals' green/red
+_BUY_FILL_COLOR = "#0072b2"
+_SELL_FILL_COLOR = "#e69f00"
 _REF_COLOR = "#9ca3af"
 # Colour-blind-friendly (Okabe-Ito first), assigned to stages in order of first appearance.
 _PALETTE = (
@@ -93,22 +96,85 @@ def decimate(points: Sequence[Point], max_points: int = MAX_POINTS) -> list[Poin
     return out
 
 
-def _series(raw: Any) -> list[Point]:
-    """``[[ts_ns, value], ...]`` as ``(seconds, value)``: garbage skipped, sorted, decimated."""
+def _seconds(v: Any) -> float | None:
+    """A timestamp in ns as seconds, or None for garbage and times ``datetime`` cannot show."""
+    ts = _num(v)
+    if ts is None:
+        return None
+    s = ts / 1e9
+    return s if _MIN_S <= s <= _MAX_S else None
+
+
+def _by_time(pts: list[Point]) -> list[Point]:
+    """Sorted by time; stable, so points of one timestamp keep their order."""
+    if any(pts[i][0] > pts[i + 1][0] for i in range(len(pts) - 1)):
+        pts.sort(key=lambda p: p[0])
+    return pts
+
+
+def _clean(raw: Any) -> list[Point]:
+    """``[[ts_ns, value], ...]`` as ``(seconds, value)``: garbage skipped, sorted."""
     pts: list[Point] = []
     for item in _list(raw):
         pair = _list(item)
         if len(pair) < 2:
             continue
-        ts, val = _num(pair[0]), _num(pair[1])
-        if ts is None or val is None:
-            continue
-        s = ts / 1e9
-        if _MIN_S <= s <= _MAX_S:
+        s, val = _seconds(pair[0]), _num(pair[1])
+        if s is not None and val is not None:
             pts.append((s, val))
-    if any(pts[i][0] > pts[i + 1][0] for i in range(len(pts) - 1)):
-        pts.sort(key=lambda p: p[0])
-    return decimate(pts)
+    return _by_time(pts)
+
+
+def _series(raw: Any) -> list[Point]:
+    """``[[ts_ns, value], ...]`` as ``(seconds, value)``: garbage skipped, sorted, decimated."""
+    return decimate(_clean(raw))
+
+
+def _fills(raw: Any) -> tuple[list[Point], list[Point]]:
+    """``[[ts_ns, side, price, size], ...]`` as the buy and the sell fills' ``(seconds, price)``:
+    garbage (and a side other than buy/sell) skipped, sorted, decimated."""
+    buys: list[Point] = []
+    sells: list[Point] = []
+    for item in _list(raw):
+        row = _list(item)
+        if len(row) < 3 or not isinstance(row[1], str):
+            continue
+        s, price, side = _seconds(row[0]), _num(row[2]), row[1].lower()
+        if s is None or price is None:
+            continue
+        if side == "buy":
+            buys.append((s, price))
+        elif side == "sell":
+            sells.append((s, price))
+    return decimate(_by_time(buys)), decimate(_by_time(sells))
+
+
+def _steps(raw: Any, x_range: tuple[float, float] | None) -> list[Point]:
+    """``[[ts_ns, size_after_fill], ...]`` as the vertices of a step line: 0 from the start of
+    ``x_range`` (or the first fill) to the first fill, each size held until the next change,
+    the last one to the end of ``x_range``. Of fills sharing a timestamp only the last size
+    counts (they are one instant). With more than :data:`MAX_POINTS` vertices, every k-th
+    change is kept (:func:`decimate`); the line stays a step line. No fills: no points.
+    """
+    last: list[Point] = []
+    for t, v in _clean(raw):
+        if last and last[-1][0] == t:
+            last[-1] = (t, v)
+        else:
+            last.append((t, v))
+    if not last:
+        return []
+    start, end = last[0][0], last[-1][0]
+    if x_range is not None:
+        start, end = min(start, x_range[0]), max(end, x_range[1])
+    out: list[Point] = [(start, 0.0)]
+    held = 0.0
+    for t, v in decimate(last, max(MAX_POINTS // 2 - 1, 2)):
+        if v != held:
+            out += [(t, held), (t, v)]
+            held = v
+    out.append((end, held))
+    return out
 
 
 # --------------------------------------------------------------------------- formatting
@@ -193,7 +259,7 @@ class _Series:
     name: str
     color: str
     points: list[Point]
-    kind: Literal["line", "up", "down"] = "line"
+    kind: Literal["line", "up", "down", "diamond", "square"] = "line"
     width: float = 1.6
 
 
@@ -231,9 +297,14 @@ def _legend(series: Sequence[_Series], refs: Sequence[_Ref], y: float) -> list[s
 
 
 def _marker(kind: str, x: float, y: float, gap: float = 1.0) -> str:
-    """A triangle whose tip is ``gap`` below (up: BUY) or above (down: SELL) the point."""
+    """A triangle whose tip is ``gap`` below (up: BUY) or above (down: SELL) the point, or a
+    diamond (a buy fill) or square (a sell fill) centred on it."""
     if kind == "up":
         return f"M{x:.1f} {y + gap:.1f}l4 7.5h-8z"
+    if kind == "diamond":
+        return f"M{x:.1f} {y - 4.5:.1f}l4.5 4.5-4.5 4.5-4.5-4.5z"
+    if kind == "square":
+        return f"M{x - 3.5:.1f} {y - 3.5:.1f}h7v7h-7z"
     return f"M{x:.1f} {y - gap:.1f}l4-7.5h-8z"
 
 
@@ -678,11 +749,52 @@ def _per_symbol_table(
 # --------------------------------------------------------------------------- the page
 
 
-def _paper(report: dict[str, Any], charts: dict[str, Any]) -> str:
-    """The paper account's equity and its drawdown below the high-water mark (``--paper``)."""
+def _positions(
+    raw: dict[Any, Any], symbols: list[str], x_ranges: dict[str, tuple[float, float] | None]
+) -> str:
+    """Each symbol's net position after every fill as a step line over a zero line, on the
+    time axis of the symbol's price chart; a symbol without fills gets a note."""
+    positions = {str(k): v for k, v in raw.items()}
+    names = symbols + [s for s in positions if s not in symbols]
+    parts = [
+        "<h3>Positions</h3>\n",
+        '<p class="note">Net position per symbol in base units (positive long, negative '
+        "short) after every fill, held until the next fill.</p>\n",
+    ]
+    if not names:
+        parts.append(_nodata("no symbols in this run"))
+    for sym in names:
+        steps = _steps(positions.get(sym), x_ranges.get(sym))
+        if not steps:
+            parts.append(_nodata(f"{sym}: no fills"))
+            continue
+        parts.append(
+            _chart(
+                f"{sym} position over time",
+                [_Series("position", _PRICE_COLOR, steps)],
+                height=200,
+                x_range=x_ranges.get(sym),
+                refs=[_Ref(0.0, "flat (0)")],
+            )
+        )
+    return "".join(parts)
+
+
+def _paper(
+    report: dict[str, Any],
+    charts: dict[str, Any],
+    symbols: list[str],
+    x_ranges: dict[str, tuple[float, float] | None],
+) -> str:
+    """The paper account (``--paper``): its equity, the drawdown below the high-water mark and,
+    when the charts carry them, each symbol's position over time."""
     paper = _dict(charts.get("paper"))
     if not paper:
         return ""
+    raw_positions = paper.get("positions")
+    positions = (
+        _positions(raw_positions, symbols, x_ranges) if isinstance(raw_positions, dict) else ""
+    )
     equity = _series(paper.get("equity"))
     high = -math.inf
     drawdown: list[Point] = []
@@ -707,6 +819,7 @@ def _paper(report: dict[str, Any], charts: dict[str, Any]) -> str:
             y_extent=(0.0, 0.0),
             pct=True,
         )
+        + positions
         + "</section>\n"
     )
 
@@ -730,6 +843,11 @@ def render_html(report: dict[str, Any], charts: dict[str, Any]) -> str:
             "weights": {str(k): _series(v) for k, v in _dict(raw.get("weights")).items()},
         }
     rolling = {str(k): _series(v) for k, v in _dict(charts.get("rolling_accuracy")).items()}
+    # a paper run's fills, drawn on their own symbol's price chart (none at all without them)
+    raw_fills = _dict(charts.get("paper")).get("fills")
+    fills = (
+        {str(k): _fills(v) for k, v in raw_fills.items()} if isinstance(raw_fills, dict) else None
+    )
 
     all_series: list[list[Point]] = list(rolling.values())
     for cs in cleaned.values():
@@ -742,6 +860,7 @@ def render_html(report: dict[str, Any], charts: dict[str, Any]) -> str:
     if not symbols:
         parts.append(_nodata("no symbols in this run"))
     parts.append(_per_symbol_table(report, symbols, stages, colors))
+    x_ranges: dict[str, tuple[float, float] | None] = {}  # per symbol, shared by its charts
     for i, sym in enumerate(symbols):
         parts.append(f'<h3 id="sym-{i}">{_e(sym)}</h3>\n')
         c = cleaned.get(sym)
@@ -750,15 +869,26 @@ def render_html(report: dict[str, Any], charts: dict[str, Any]) -> str:
             continue
         price, buy, sell = c["price"], c["buy"], c["sell"]
         weights: dict[str, list[Point]] = c["weights"]
-        stamps = [p[0] for s in (price, buy, sell, *weights.values()) for p in (s[:1] + s[-1:])]
-        x_range = (min(stamps), max(stamps)) if stamps else None
+        fill_buy, fill_sell = fills.get(sym, ([], [])) if fills is not None else ([], [])
+        every = (price, buy, sell, fill_buy, fill_sell, *weights.values())
+        stamps = [p[0] for s in every for p in (s[:1] + s[-1:])]
+        x_range = x_ranges[sym] = (min(stamps), max(stamps)) if stamps else None
+        fill_series = (
+            [
+                _Series("buy fill", _BUY_FILL_COLOR, fill_buy, kind="diamond"),
+                _Series("sell fill", _SELL_FILL_COLOR, fill_sell, kind="square"),
+            ]
+            if fills is not None
+            else []
+        )
         parts.append(
             _chart(
-                f"{sym} price with signals",
+                f"{sym} price with signals" + (" and paper fills" if fills is not None else ""),
                 [
                     _Series("price", _PRICE_COLOR, price, width=1.2),
                     _Series("BUY", _BUY_COLOR, buy, kind="up"),
                     _Series("SELL", _SELL_COLOR, sell, kind="down"),
+                    *fill_series,
                 ],
                 height=340,
                 x_range=x_range,
@@ -797,7 +927,7 @@ def render_html(report: dict[str, Any], charts: dict[str, Any]) -> str:
     )
     parts.append("</section>\n")
     parts.append(_calibration(charts, colors))
-    parts.append(_paper(report, charts))
+    parts.append(_paper(report, charts, symbols, x_ranges))
 
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'

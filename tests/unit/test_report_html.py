@@ -706,3 +706,268 @@ def test_real_run_has_a_reliability_diagram_per_stage_and_the_ensemble(run: _Run
         # the ECE shown is the one of the bins drawn
         by_bins = sum(n / sum(counts) * abs(fy - mp) for _, _, mp, fy, n in dots)
         assert float(el.get("data-ece", "")) == pytest.approx(by_bins)
+
+
+# --------------------------------------------------------------------------- paper positions, fills
+# `--paper` runs add charts["paper"]["positions"] ({symbol: [[ts_ns, size after the fill], ...]})
+# and charts["paper"]["fills"] ({symbol: [[ts_ns, side, price, size], ...]}): a step line of the
+# position per symbol in the paper section, and the fills as markers on that symbol's price chart.
+
+_DIAMOND = re.compile(r"M(-?\d+\.\d) (-?\d+\.\d)l4\.5 4\.5-4\.5 4\.5-4\.5-4\.5z")  # buy fill
+_SQUARE = re.compile(r"M(-?\d+\.\d) (-?\d+\.\d)h7v7h-7z")  # sell fill
+S = 10**9
+
+
+def _paper(
+    positions: dict[str, Any] | None = None, fills: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    paper: dict[str, Any] = {
+        "equity": [[T0 + i * S, 10_000.0 + math.sin(i / 9)] for i in range(400)]
+    }
+    if positions is not None:
+        paper["positions"] = positions
+    if fills is not None:
+        paper["fills"] = fills
+    return paper
+
+
+def _fill_marks(svg: _Svg, name: str) -> list[tuple[float, float]]:
+    """The (t, price) each marker of ``name`` ("buy fill"/"sell fill") marks, by the page's
+    scale, asserting its shape and colour; [] when the series has no markers drawn."""
+    paths = [p for p in svg.named("path", name) if p.get("data-kind")]
+    if not paths:
+        return []
+    (path,) = paths
+    d = path.get("d", "")
+    diamonds, squares = _DIAMOND.findall(d), _SQUARE.findall(d)
+    if name == "buy fill":
+        assert diamonds and not squares and path.get("fill") == "#0072b2", "buy fill: blue diamond"
+        xy = [(float(x), float(y) + 4.5) for x, y in diamonds]  # from the top corner
+    else:
+        assert squares and not diamonds and path.get("fill") == "#e69f00", (
+            "sell fill: orange square"
+        )
+        xy = [(float(x) + 3.5, float(y) + 3.5) for x, y in squares]  # from the top-left corner
+    assert len(xy) == d.count("z")  # no marker of another shape hiding in the path
+    return sorted((svg.t(x), svg.v(y)) for x, y in xy)
+
+
+def _same(got: list[tuple[float, float]], want: list[tuple[float, float]], svg: _Svg) -> bool:
+    """The same points, one for one, within the 0.1 px the page writes."""
+    return len(got) == len(want) and all(
+        abs(a[0] - b[0]) <= svg.tol_t and abs(a[1] - b[1]) <= svg.tol_v
+        for a, b in zip(sorted(got), sorted(want), strict=True)
+    )
+
+
+def _line(svg: _Svg, name: str) -> list[tuple[float, float]]:
+    (el,) = svg.named("polyline", name)
+    return [(svg.t(x), svg.v(y)) for x, y in _points(el)]
+
+
+def test_position_is_a_step_line_from_zero_held_to_the_end_by_hand() -> None:
+    # Catches: a position drawn as a line between fills (a ramp, not a step), not starting at 0
+    # before the first fill, not held to the end of the run, the first (not the last) size of
+    # fills at one timestamp, an unchanged size drawn as a step, no zero line.
+    report, charts = _inputs(("BTCUSDT",))  # price and weights span T0 .. T0 + 399 s
+    sizes = [[T0 + 100 * S, 0.5], [T0 + 200 * S, 0.5], [T0 + 300 * S, -0.25],
+             [T0 + 300 * S, 0.75], [T0 + 350 * S, 0.0]]  # fmt: skip
+    charts["paper"] = _paper({"BTCUSDT": sizes})
+    page = render_html(report, charts)
+    svgs = _svgs(page)
+    svg = svgs["BTCUSDT position over time"]
+    t0 = T0 / 1e9
+    want = [(0, 0.0), (100, 0.0), (100, 0.5), (300, 0.5), (300, 0.75), (350, 0.75), (350, 0.0),
+            (399, 0.0)]  # fmt: skip
+    assert _same(_line(svg, "position"), [(t0 + t, v) for t, v in want], svg)
+    # the dashed zero line, with its legend entry
+    (zero,) = [e for e in svg.el.iter("line") if e.get("stroke-dasharray") == "6 4" and e.get("x1")]
+    assert abs(svg.v(float(zero.get("y1", ""))) - 0.0) <= svg.tol_v
+    assert ">flat (0)</text>" in ET.tostring(svg.el, encoding="unicode")
+    # on the time axis of the symbol's price and weights charts (no fills key: no fills drawn)
+    price = svgs["BTCUSDT price with signals"]
+    weights = svgs["BTCUSDT ensemble weights over time"]
+    assert (svg.x0, svg.x1) == (price.x0, price.x1) == (weights.x0, weights.x1)
+    assert page.index("<h2>Paper account</h2>") < page.index('aria-label="BTCUSDT position over')
+
+
+def test_fills_are_drawn_on_their_own_symbols_price_chart_only() -> None:
+    # Catches: a symbol's fills drawn on every price chart (or on another symbol's), buy and
+    # sell fills swapped or drawn alike, a fill at the wrong time or price, a dropped fill, a
+    # fill after the last signal outside the price chart's (shared) time axis.
+    report, charts = _inputs()  # BTCUSDT prices near 100, ETHUSDT near 200
+    btc = [
+        [T0 + 50 * S, "buy", 101.0, 0.1],
+        [T0 + 120 * S, "buy", 104.5, 0.1],
+        [T0 + 120 * S, "buy", 104.6, 0.2],
+        [T0 + 200 * S, "sell", 98.0, 0.3],
+        [T0 + 450 * S, "sell", 107.0, 0.1],
+    ]  # the last one after the last signal
+    eth = [[T0 + 10 * S, "buy", 201.0, 1.0], [T0 + 60 * S, "sell", 205.0, 1.0],
+           [T0 + 61 * S, "sell", 204.0, 1.0], [T0 + 300 * S, "sell", 199.0, 1.0],
+           [T0 + 301 * S, "sell", 198.0, 1.0]]  # fmt: skip
+    positions = {"BTCUSDT": [[f[0], 0.1] for f in btc], "ETHUSDT": [[f[0], 1.0] for f in eth]}
+    charts["paper"] = _paper(positions, {"BTCUSDT": btc, "ETHUSDT": eth})
+    svgs = _svgs(render_html(report, charts))
+    for sym, fills in (("BTCUSDT", btc), ("ETHUSDT", eth)):
+        svg = svgs[f"{sym} price with signals and paper fills"]
+        for side in ("buy", "sell"):
+            want = [(f[0] / 1e9, f[2]) for f in fills if f[1] == side]
+            assert _same(_fill_marks(svg, f"{side} fill"), want, svg), (sym, side)
+        legend = ET.tostring(svg.el, encoding="unicode")
+        assert ">buy fill</text>" in legend and ">sell fill</text>" in legend
+        # the fill at T0 + 450 s widens the price chart and, with it, the weights chart
+        assert svg.x1 == svgs[f"{sym} ensemble weights over time"].x1
+    assert svgs["BTCUSDT price with signals and paper fills"].x1 == T0 / 1e9 + 450
+    assert svgs["ETHUSDT price with signals and paper fills"].x1 == T0 / 1e9 + 399
+
+
+def test_a_symbol_without_fills_gets_no_markers_and_a_note() -> None:
+    # Catches: one symbol's fills drawn on a symbol that has none, a crash (or an empty chart)
+    # for a symbol the paper trader never filled.
+    report, charts = _inputs()
+    btc = [[T0 + 50 * S, "buy", 101.0, 0.1], [T0 + 80 * S, "sell", 103.0, 0.1]]
+    charts["paper"] = _paper({"BTCUSDT": [[T0 + 50 * S, 0.1], [T0 + 80 * S, 0.0]]},
+                             {"BTCUSDT": btc})  # fmt: skip
+    page = render_html(report, charts)
+    svgs = _svgs(page)
+    eth = svgs["ETHUSDT price with signals and paper fills"]
+    assert _fill_marks(eth, "buy fill") == [] and _fill_marks(eth, "sell fill") == []
+    btc_svg = svgs["BTCUSDT price with signals and paper fills"]
+    assert len(_fill_marks(btc_svg, "buy fill")) == len(_fill_marks(btc_svg, "sell fill")) == 1
+    assert "BTCUSDT position over time" in svgs and "ETHUSDT position over time" not in svgs
+    assert "no data: ETHUSDT: no fills" in page
+    # a paper run without any fill: notes, and price charts without markers
+    charts["paper"] = _paper({}, {})
+    page = render_html(report, charts)
+    assert page.count("no fills") == 2 and 'data-kind="diamond"' not in page
+    assert 'data-kind="square"' not in page and "position over time" not in page
+
+
+@pytest.mark.parametrize("old", [False, True])
+def test_nothing_of_positions_or_fills_without_their_keys(old: bool) -> None:
+    # Catches: fill series (or their legend, or a changed title) on the price charts of a run
+    # without paper fills; a positions part in an old report's paper section; any paper section
+    # in a run without --paper.
+    report, charts = _inputs()
+    plain = render_html(report, charts)
+    assert "Paper account" not in plain and "Positions" not in plain
+    no_fills = ("buy fill", "sell fill", "paper fills", 'data-kind="diamond"', 'data-kind="square"')
+    assert "position over time" not in plain and not any(f in plain for f in no_fills)
+    assert 'aria-label="BTCUSDT price with signals"' in plain and plain.count("<svg") == 5
+    if old:  # a report from before positions and fills: equity and drawdown only
+        charts["paper"] = _paper()
+        page = render_html(report, charts)
+        cut = page.index("<section>\n<h2>Paper account</h2>")
+        assert page[:cut] == plain[: plain.rindex('<div id="tip">')]  # the rest unchanged
+        paper = page[cut:]
+        assert "paper equity" in paper and page.count("<svg") == 5 + 2
+        assert "Positions" not in paper and "position over time" not in paper
+        assert not any(f in page for f in no_fills)
+
+
+def test_long_positions_and_fills_are_thinned_and_stay_a_step_line() -> None:
+    # Catches: a position series drawn with every point (an unbounded page), thinned by
+    # dropping vertices of the step line (slanted segments), or not ending on the last size;
+    # unbounded fill markers.
+    report, charts = _inputs(("BTCUSDT",))
+    n = 3 * MAX_POINTS + 5
+    ts = [T0 + i * 10**8 for i in range(n)]  # 0.1 s apart, so the span is 1,200 s
+    sizes = [[t, float(1 + i % 3) * (-1) ** i] for i, t in enumerate(ts)]
+    fills = [[t, "buy" if i % 2 else "sell", 100.0 + i % 7, 0.1] for i, t in enumerate(ts)]
+    charts["paper"] = _paper({"BTCUSDT": sizes}, {"BTCUSDT": fills})
+    page = render_html(report, charts)
+    svgs = _svgs(page)
+    svg = svgs["BTCUSDT position over time"]
+    (el,) = svg.named("polyline", "position")
+    pts = _points(el)
+    assert 100 < len(pts) <= MAX_POINTS
+    assert all(a[0] == b[0] or a[1] == b[1] for a, b in itertools.pairwise(pts)), "slanted"
+    assert abs(svg.v(pts[-1][1]) - sizes[-1][1]) <= svg.tol_v
+    assert abs(svg.t(pts[-1][0]) - ts[-1] / 1e9) <= svg.tol_t
+    price = svgs["BTCUSDT price with signals and paper fills"]
+    for side in ("buy fill", "sell fill"):
+        assert 100 < len(_fill_marks(price, side)) <= MAX_POINTS
+    assert len(page) < 3_000_000
+
+
+def test_paper_garbage_is_skipped_and_names_escaped() -> None:
+    # Catches: a NaN price or size written into the SVG, a fill of an unknown side drawn as a
+    # sell (or a buy), a crash on malformed rows, an unescaped symbol name in the paper part.
+    report, charts = _inputs((EVIL, "ETHUSDT"))
+    fills = [
+        [T0 + 5 * S, "buy", 100.0, 1.0],
+        [T0, "buy", math.nan, 1.0],
+        [T0, "hold", 100.0, 1.0],
+        [None, "sell", 100.0, 1.0],
+        "junk",
+        [T0, "buy"],
+        [T0, 1, 100.0, 1.0],
+        [T0 + 6 * S, "sell", math.inf, 1.0],
+    ]
+    sizes = [[T0, math.nan], [T0 + 5 * S, 1.0], "junk", [T0 + 6 * S, -math.inf], [None, 2.0]]
+    charts["paper"] = _paper({EVIL: sizes, "ETHUSDT": "junk"}, {EVIL: fills, "ETHUSDT": 7})
+    page = render_html(report, charts)
+    assert EVIL not in page and "&lt;script&gt;alert(1)&lt;/script&gt; position over time" in page
+    assert not re.search(r"\b(nan|inf)\b", page, flags=re.I)
+    svgs = _svgs(page)
+    price = next(v for k, v in svgs.items() if k.endswith("price with signals and paper fills")
+                 and "alert" in k)  # fmt: skip
+    assert _same(_fill_marks(price, "buy fill"), [(T0 / 1e9 + 5, 100.0)], price)
+    assert _fill_marks(price, "sell fill") == []
+    pos = next(v for k, v in svgs.items() if k.endswith("position over time"))
+    t0 = T0 / 1e9
+    assert _same(_line(pos, "position"), [(t0, 0.0), (t0 + 5, 0.0), (t0 + 5, 1.0),
+                                          (t0 + 399, 1.0)], pos)  # fmt: skip
+    assert "no data: ETHUSDT: no fills" in page
+
+
+# A real paper run of the fixture heads: the page's markers and position lines read back against
+# fills.jsonl, which the report does not read (so a disagreement on the charts' format shows).
+
+
+@pytest.fixture(scope="module")
+def paper_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[Json]]:
+    import orjson
+
+    from config.paper import PaperConfig
+
+    out = tmp_path_factory.mktemp("paper_report")
+    run_backtest(SAMPLE_FILES, out_dir=out, prefetch=False, paper=PaperConfig())
+    fills = [orjson.loads(line) for line in (out / "fills.jsonl").read_bytes().splitlines()]
+    return (out / "report.html").read_text(encoding="utf-8"), fills
+
+
+def test_real_paper_run_draws_every_fill_and_the_position_it_makes(
+    paper_run: tuple[str, list[Json]],
+) -> None:
+    # Catches: the report and the backtest disagreeing on the charts' layout (a fill's fields
+    # in another order, positions keyed otherwise), fills on the wrong symbol or side, a
+    # position line that is not the running sum of the symbol's fills.
+    page, fills = paper_run
+    svgs = _svgs(page)
+    for sym in ("BTCUSDT", "ETHUSDT"):
+        mine = [f for f in fills if f["symbol"] == sym]
+        assert {f["side"] for f in mine} == {"buy", "sell"}  # guards the fixture
+        price = svgs[f"{sym} price with signals and paper fills"]
+        for side in ("buy", "sell"):
+            want = [(f["ts"] / 1e9, f["price"]) for f in mine if f["side"] == side]
+            assert _same(_fill_marks(price, f"{side} fill"), want, price), (sym, side)
+        # the position: the running sum of signed fill sizes, as of the last fill of each instant
+        held, changes = 0.0, []  # (t, size before, size after)
+        by_ts: dict[int, float] = {}
+        for f in mine:
+            held += f["size"] if f["side"] == "buy" else -f["size"]
+            by_ts[f["ts"]] = held
+        before = 0.0
+        for ts, after in by_ts.items():
+            if abs(after - before) > 1e-9:
+                changes.append((ts / 1e9, before, after))
+                before = after
+        svg = svgs[f"{sym} position over time"]
+        got = sorted(_line(svg, "position"))
+        want = [(t, v) for t, b, a in changes for v in (b, a)]
+        want = sorted([(price.x0, 0.0), *want, (price.x1, changes[-1][2])])
+        tol = (svg.tol_t, 2 * svg.tol_v)
+        assert all(_near(want, t, v, *tol) for t, v in got), sym
+        assert all(_near(got, t, v, *tol) for t, v in want), sym
