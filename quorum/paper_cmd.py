@@ -45,7 +45,8 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json o
 
 
 def paper_store(runtime: RuntimeConfig) -> RedisStateStore:
-    """The Redis store of paper accounts (signed with QUORUM_STATE_SECRET, like the models)."""
+    """The Redis store of paper accounts (signed with QUORUM_STATE_SECRET, like the models),
+    one namespace per pipeline name and topic prefix."""
     from models.sealed import StateSealer
     from streams.redis_store import RedisStateStore, redis_client
 
@@ -55,7 +56,8 @@ def paper_store(runtime: RuntimeConfig) -> RedisStateStore:
             "set QUORUM_STATE_SECRET (at least 16 characters): the account in Redis is "
             "signed with it and refused when the signature does not match"
         )
-    sealer = StateSealer(secret.encode(), f"{runtime.pipeline.name}.paper")
+    # one namespace per pipeline and topic prefix: an account belongs to the topics it read
+    sealer = StateSealer(secret.encode(), f"{runtime.pipeline.name}.paper.{runtime.topics.prefix}")
     return RedisStateStore(redis_client(runtime.redis.url), sealer)
 
 

@@ -181,6 +181,12 @@ class PaperAgent:
             if not isinstance(saved, AgentState):
                 raise RuntimeError(f"{self.key} in Redis is not a paper account")
             st = saved
+            foreign = set(st.offsets) - set(partitions)
+            if foreign:
+                raise RuntimeError(
+                    f"account {self.account} was saved reading {sorted(foreign)}, not "
+                    f"{sorted(partitions)}: use another account or `quorum paper reset`"
+                )
             self.stats.loaded = True
             held = st.session.merger.pending()
             log.info(
@@ -388,12 +394,17 @@ class PaperAgent:
                 }
             )
             del st.commands[:-20]
+            try:
+                sent = float(f.get("at", "nan"))
+            except ValueError:
+                sent = float("nan")
             log.info(
-                "applied %s from %s (command %s) at event time %s",
+                "applied %s from %s (command %s) at event time %s, %.0f ms after it was sent",
                 cmd,
                 f.get("operator", "?"),
                 rid_s,
                 session.last_ts,
+                (time.time() - sent) * 1e3,
             )
             self.checkpoint(outputs, cmd)
 
