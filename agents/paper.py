@@ -44,13 +44,13 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agents.paper_account import Account
 from agents.paper_fills import Book, walk
 from agents.paper_metrics import metrics
 from config.paper import PaperConfig
-from models.orders import Denial, Fill, Order, OrderReason, fill_id, order_id
+from models.orders import Denial, Fill, Order, OrderReason, Position, fill_id, order_id
 from models.records import Action, Quote, Side, Signal, Tick, Trade
 
 __all__ = ["Account", "PaperTrader", "metrics"]
@@ -106,12 +106,14 @@ class _State:
 
 
 class PaperTrader:
-    __slots__ = ("_s", "account", "cfg")
+    __slots__ = ("_s", "account", "cfg", "fill_positions")
 
     def __init__(self, cfg: PaperConfig) -> None:
         self.cfg = cfg
         self.account = Account(cfg.starting_cash)
         self._s = _State()
+        #: the symbol's position right after each fill of the last ``on_tick``, in fill order
+        self.fill_positions: list[Position] = []
 
     # --- control ---------------------------------------------------------------------------
     @property
@@ -252,6 +254,7 @@ class PaperTrader:
     # --- ticks -----------------------------------------------------------------------------
     def on_tick(self, tick: Tick) -> list[Fill | Order | Denial]:
         s, cfg = self._s, self.cfg
+        self.fill_positions.clear()
         ts = tick.ts
         self._clock(ts)
         out: list[Fill | Order | Denial] = []
@@ -397,6 +400,8 @@ class PaperTrader:
         if o.lot is not None:
             o.lot.filled += size
         self.account.apply(f)
+        p = self.account.positions[f.symbol]
+        self.fill_positions.append(replace(p))
         out.append(f)
         if o.remaining <= order.size * 1e-12:
             del self._s.open[order.id]

@@ -20,7 +20,7 @@ from agents.paper import PaperTrader
 from agents.paper_merge import Merger
 from agents.paper_metrics import metrics
 from config.paper import PaperConfig
-from models.orders import Denial, Fill, Order
+from models.orders import Denial, Fill, Order, Position
 from models.records import Signal, Tick
 
 __all__ = ["SAMPLE_NS", "PaperSession", "PaperSink", "denial_record", "order_record"]
@@ -35,7 +35,7 @@ class PaperSink(Protocol):
     def fill(self, fill: Fill) -> None: ...
 
     def position(self, record: dict[str, Any]) -> None:
-        """The symbol's position after a fill."""
+        """The symbol's position right after a fill (one record per fill)."""
 
     def equity(self, ts: int, equity: float, cash: float) -> None: ...
 
@@ -162,8 +162,12 @@ class PaperSession:
     # --- internals -------------------------------------------------------------------------
 
     def _tick(self, tick: Tick) -> None:
-        for ev in self.trader.on_tick(tick):
+        events = self.trader.on_tick(tick)
+        after = iter(self.trader.fill_positions)  # one per fill, in order
+        for ev in events:
             self._event(ev)
+            if isinstance(ev, Fill):
+                self.sink.position(self.position_record(ev.symbol, ev.ts, next(after)))
         self.last_ts = tick.ts
         if tick.ts >= self._next_sample:
             eq = self.trader.equity()
@@ -176,7 +180,6 @@ class PaperSession:
         if isinstance(ev, Fill):
             self._on_fill(ev)
             self.sink.fill(ev)
-            self.sink.position(self.position_record(ev.symbol, ev.ts))
             return
         if isinstance(ev, Order):
             sign = 1 if ev.side == "buy" else -1
@@ -186,9 +189,12 @@ class PaperSession:
             self._orders_seen.pop(ev.order_id, None)
             self.sink.order(denial_record(ev))
 
-    def position_record(self, symbol: str, ts: int) -> dict[str, Any]:
+    def position_record(self, symbol: str, ts: int, pos: Position | None = None) -> dict[str, Any]:
+        """The position (by default the current one; a fill's snapshot when given) with the
+        mark, the equity and the cash as they are after the tick being applied."""
         acct = self.trader.account
-        pos = acct.positions.get(symbol)
+        if pos is None:
+            pos = acct.positions.get(symbol)
         marks = self.trader.marks()
         size = pos.size if pos is not None and abs(pos.size) > 1e-12 else 0.0
         return {

@@ -151,7 +151,7 @@ class PaperAgent:
         checkpoint_every: int = 5000,
         checkpoint_interval_s: float = 2.0,
         idle_grace_s: float = 1.0,
-        batch: int = 2000,
+        batch: int = 50,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.runtime = runtime
@@ -269,25 +269,22 @@ class PaperAgent:
             while not should_stop():
                 msgs = consumer.consume(self.batch, timeout=0.05)
                 now = self.clock()
-                for msg in msgs:
+                for msg in msgs:  # applied and checkpointed record by record
                     self._message(msg, now)
+                    st.session.drain(self._idle(now))
+                    if self._since_checkpoint >= self.every:
+                        self.checkpoint(outputs, "inputs")
                 if msgs:
                     quiet_since = now
-                idle = [
-                    p
-                    for (topic, p), since in self._eof.items()
-                    if topic == self.ticks_topic and now - since >= self.grace
-                ]
-                st.session.drain(idle)
+                else:
+                    st.session.drain(self._idle(now))
                 outputs.poll()
                 if now - last_control >= 0.1:
                     self.store.client.set(alive_key(self.store, self.account), "1", ex=ALIVE_TTL_S)
                     self._control(outputs)
                     last_control = now
-                if self._since_checkpoint >= self.every or (
-                    self._since_checkpoint and now - self._last_checkpoint >= self.interval
-                ):
-                    self.checkpoint(outputs, "cadence")
+                if self._since_checkpoint and now - self._last_checkpoint >= self.interval:
+                    self.checkpoint(outputs, "interval")
                 if (
                     exit_when_idle_s is not None
                     and len(self._eof) == sum(partitions.values())
@@ -313,6 +310,14 @@ class PaperAgent:
             with contextlib.suppress(redis.RedisError):
                 self.store.client.delete(alive_key(self.store, self.account))
             consumer.close()
+
+    def _idle(self, now: float) -> list[int]:
+        """Ticks partitions at their end for the grace period: they hold nothing back."""
+        return [
+            p
+            for (topic, p), since in self._eof.items()
+            if topic == self.ticks_topic and now - since >= self.grace
+        ]
 
     def _message(self, msg: Message, now: float) -> None:
         assert self.state is not None
@@ -345,6 +350,7 @@ class PaperAgent:
                     )
                 else:
                     self.stats.ticks += 1
+                    self._since_checkpoint += 1
                     st.session.tick(partition, item)
         else:
             try:
@@ -354,10 +360,10 @@ class PaperAgent:
                 log.warning("skipping a bad signal at %s[%d]@%d: %s", topic, partition, offset, e)
             else:
                 self.stats.signals += 1
+                self._since_checkpoint += 1
                 st.session.signal(signal)
         st.offsets.setdefault(topic, {})[partition] = offset + 1
         st.inputs += 1
-        self._since_checkpoint += 1
 
     def _control(self, outputs: Outputs) -> None:
         """Apply queued commands in order, each made durable by a checkpoint at once."""

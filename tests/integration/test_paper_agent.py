@@ -18,6 +18,7 @@ from typing import IO, Any
 
 import orjson
 import pytest
+from confluent_kafka import Producer
 
 from config.paper import PaperConfig
 from config.runtime import RuntimeConfig
@@ -121,10 +122,19 @@ def test_the_paper_agent_gives_the_backtests_fills_and_positions(
 ) -> None:
     """Catches: any difference between the drivers (the cross-symbol order, a signal applied
     before or after the wrong tick, the mid it sizes on, batch decoding), lost or doubled
-    inputs, and a fills reader that repeats or drops ids."""
+    inputs, a duplicated signal that trades twice, and a fills reader that repeats or drops
+    ids."""
     fills, report = backtest
     start_worker("--join-timeout", "600")
     replay(FULL_SAMPLE, rt, speed=None)
+    # as after a worker crash: signals published twice (same ids, same partitions, later)
+    n_signals = report["merge"]["signals"]
+    wait_until("every signal", lambda: len(drain(rt, rt.topic("signals"))) >= n_signals, 300)
+    copies = drain(rt, rt.topic("signals"))[:2000]
+    producer = Producer(rt.librdkafka())
+    for partition, key, value in copies:
+        producer.produce(rt.topic("signals"), value, key, partition=partition)
+    assert producer.flush(30) == 0
     paper = start_paper("--account", "parity", "--exit-when-idle", "4")
     assert paper.wait(timeout=400) == 0
     got = [
@@ -145,6 +155,7 @@ def test_the_paper_agent_gives_the_backtests_fills_and_positions(
     st = status(rt, "parity")
     assert st["merge"]["paired"] == report["merge"]["paired"] > 0
     assert all(st["merge"][k] == 0 for k in ("unpaired", "late_signals", "late_ticks"))
+    assert st["merge"]["duplicates"] == len(copies), "the re-sent signals were not dropped"
     assert (st["n_orders"], st["n_fills"], st["denied"]) == (
         report["n_orders"],
         report["n_fills"],

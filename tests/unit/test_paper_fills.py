@@ -186,3 +186,41 @@ def test_fill_ids_are_deterministic() -> None:
 
     a = run()
     assert a == run() and len(set(a)) == 3 and all(len(i) == 24 for i in a)
+
+
+def test_each_fill_of_a_walk_reports_the_position_right_after_it() -> None:
+    """Catches: position records made once the whole tick is booked (every fill of a walk
+    would show the final 10, and the avg price of all three levels)."""
+    from agents.paper_session import PaperSession
+
+    class Sink:
+        def __init__(self) -> None:
+            self.positions: list[tuple[float, float]] = []
+
+        def order(self, record: dict[str, object]) -> None:
+            pass
+
+        def fill(self, fill: Fill) -> None:
+            pass
+
+        def position(self, record: dict[str, object]) -> None:
+            self.positions.append((float(record["size"]), float(record["avg_price"])))  # type: ignore[arg-type]
+
+        def equity(self, ts: int, equity: float, cash: float) -> None:
+            pass
+
+    s = PaperSession(PaperConfig())
+    sink = Sink()
+    s.sink = sink
+    s.tick(0, q(0, 99.9, 100.0))
+    s.signal(Signal("s1", "BTC", 1, 0, 3_600 * S, Action.BUY, 0.6, True, (), (), "h"))
+    s.tick(0, q(200 * MS, 99.9, 100.0))  # walks 4 @ 100.0, 4 @ 100.1, the rest @ 100.2
+    s.finish()
+    # hand: size 1000 / mid 99.95 = 10.005; 4 @ 100 -> avg 100; 8 -> (400 + 400.4) / 8 =
+    # 100.05; 10.005 -> (800.4 + 2.005 x 100.2) / 10.005 = 1001.301 / 10.005
+    size = 1000 / 99.95
+    assert sink.positions == [
+        (4.0, 100.0),
+        (8.0, pytest.approx(100.05)),
+        (pytest.approx(size), pytest.approx((800.4 + (size - 8) * 100.2) / size)),
+    ]
