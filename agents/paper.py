@@ -58,7 +58,7 @@ __all__ = ["Account", "PaperTrader", "metrics"]
 NS_PER_MS = 1_000_000
 NS_PER_MINUTE = 60_000_000_000
 #: How long (event time) a signal id is remembered for de-duplication.
-SEEN_WINDOW_NS = 10 * NS_PER_MINUTE
+SEEN_WINDOW_NS = 2 * NS_PER_MINUTE
 _EPS = 1e-12
 
 

@@ -68,6 +68,8 @@ class Merger:
     counters: MergeCounters = field(default_factory=MergeCounters)
     _symbols: dict[str, _Symbol] = field(default_factory=dict)
     _newest: dict[int, int | None] = field(default_factory=dict)  # partition -> newest tick ts
+    _partition_of: dict[str, int] = field(default_factory=dict)  # a symbol lives on one
+    _held: dict[int, int] = field(default_factory=dict)  # partition -> ticks held
     _released: tuple[int, str] | None = None  # (ts, symbol) of the last tick released
 
     def add_partition(self, partition: int) -> None:
@@ -78,6 +80,11 @@ class Merger:
     def partitions(self) -> list[int]:
         return list(self._newest)
 
+    def held(self, partition: int) -> int:
+        """Ticks of ``partition`` taken in and not released yet (a driver pauses a partition
+        that runs far ahead, e.g. of the signals its ticks wait for)."""
+        return self._held.get(partition, 0)
+
     def tick(self, partition: int, tick: Tick) -> None:
         self.counters.ticks += 1
         st = self._symbols.get(tick.symbol)
@@ -85,6 +92,8 @@ class Merger:
             st = self._symbols[tick.symbol] = _Symbol()
         st.seq += 1
         st.ticks.append((st.seq, tick))
+        self._partition_of[tick.symbol] = partition
+        self._held[partition] = self._held.get(partition, 0) + 1
         newest = self._newest.get(partition)
         if newest is None or tick.ts > newest:
             self._newest[partition] = tick.ts
@@ -143,6 +152,8 @@ class Merger:
                 else:
                     c.unpaired += 1
             st.ticks.popleft()
+            part = self._partition_of[sym]
+            self._held[part] -= 1
             st.released = seq
             if self._released is None or best > self._released:
                 self._released = best

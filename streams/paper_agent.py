@@ -105,6 +105,8 @@ class AgentStats:
     orders: int = 0
     fills: int = 0
     checkpoints: int = 0
+    checkpoint_bytes: int = 0
+    paused: int = 0
     loaded: bool = False
 
 
@@ -152,6 +154,7 @@ class PaperAgent:
         checkpoint_interval_s: float = 2.0,
         idle_grace_s: float = 1.0,
         batch: int = 50,
+        max_held: int = 5000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.runtime = runtime
@@ -163,6 +166,8 @@ class PaperAgent:
         self.interval = checkpoint_interval_s
         self.grace = idle_grace_s
         self.batch = batch
+        self.max_held = max_held
+        self._paused: set[int] = set()
         self.clock = clock
         self.stats = AgentStats()
         self.ticks_topic = runtime.topic("ticks")
@@ -219,6 +224,7 @@ class PaperAgent:
         self.store.put(self.key, self.state)
         stats = self.store.checkpoint()
         self.stats.checkpoints += 1
+        self.stats.checkpoint_bytes = stats.bytes
         self._since_checkpoint = 0
         self._last_checkpoint = self.clock()
         log.debug("checkpoint (%s): %d bytes in %.1f ms", reason, stats.bytes, stats.elapsed_ms)
@@ -278,6 +284,7 @@ class PaperAgent:
                     quiet_since = now
                 else:
                     st.session.drain(self._idle(now))
+                self._flow(consumer, partitions[self.ticks_topic])
                 outputs.poll()
                 if now - last_control >= 0.1:
                     self.store.client.set(alive_key(self.store, self.account), "1", ex=ALIVE_TTL_S)
@@ -296,7 +303,7 @@ class PaperAgent:
             self.checkpoint(outputs, "stop")
             log.info(
                 "stopped account %s: %d records, %d ticks, %d signals, %d orders, %d fills, "
-                "%d checkpoints",
+                "%d checkpoints (last %d bytes), ticks paused %d times",
                 self.account,
                 self.stats.records,
                 self.stats.ticks,
@@ -304,12 +311,31 @@ class PaperAgent:
                 self.stats.orders,
                 self.stats.fills,
                 self.stats.checkpoints,
+                self.stats.checkpoint_bytes,
+                self.stats.paused,
             )
             return self.stats
         finally:
             with contextlib.suppress(redis.RedisError):
                 self.store.client.delete(alive_key(self.store, self.account))
             consumer.close()
+
+    def _flow(self, consumer: Consumer, n: int) -> None:
+        """Pause a ticks partition holding ``max_held`` ticks (they wait for their signals,
+        which come later through the worker), resume it at half: the held events, which every
+        checkpoint saves, stay bounded. A partition holding few is never paused, so the one
+        every held event may be waiting for keeps flowing."""
+        assert self.state is not None
+        merger = self.state.session.merger
+        for p in range(n):
+            held = merger.held(p)
+            if p not in self._paused and held >= self.max_held:
+                consumer.pause([TopicPartition(self.ticks_topic, p)])
+                self._paused.add(p)
+                self.stats.paused += 1
+            elif p in self._paused and held < self.max_held // 2:
+                consumer.resume([TopicPartition(self.ticks_topic, p)])
+                self._paused.discard(p)
 
     def _idle(self, now: float) -> list[int]:
         """Ticks partitions at their end for the grace period: they hold nothing back."""

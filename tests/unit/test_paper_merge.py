@@ -427,3 +427,20 @@ def test_merge_is_the_stable_sort_whatever_the_interleaving(
     for m in (once, each):
         assert anomalies(m) == {} and m.pending() == 0
         assert m.counters.paired == sum(len(v) for v in signals.values())
+
+
+def test_held_counts_each_partitions_ticks_until_released() -> None:
+    """Catches: a held count that ignores the partition, or is not decremented on release
+    (the agent would pause a partition for good: a stall)."""
+    m = merger(0, 1)
+    m.tick(0, tr("BTC", 1))
+    m.tick(0, q("BTC", 2))
+    m.tick(1, q("ETH", 1))
+    assert (m.held(0), m.held(1)) == (2, 1)
+    m.tick(1, q("ETH", 3))
+    assert out(m) == []  # BTC t@1 waits for its signal
+    m.signal(sig("BTC", 1, 1))
+    assert out(m) == ["BTC t@1 + BTC#1", "ETH q@1"]  # BTC q@2 waits for p0's later tick
+    assert (m.held(0), m.held(1)) == (1, 1)
+    assert finish(m) == ["BTC q@2", "ETH q@3"]
+    assert (m.held(0), m.held(1), m.held(7)) == (0, 0, 0)
