@@ -131,8 +131,9 @@ class PaperSession:
     def signal(self, signal: Signal) -> None:
         self.merger.signal(signal)
 
-    def drain(self, idle: Collection[int] = ()) -> int:
-        """Apply every event the merger releases; returns how many."""
+    def drain(self, idle: Collection[int] = (), limit: int | None = None) -> int:
+        """Apply the events the merger releases, at most ``limit`` (the rest stay held, so a
+        driver can checkpoint in between); returns how many."""
         n = 0
         for tick, signal in self.merger.ready(idle):
             n += 1
@@ -142,6 +143,8 @@ class PaperSession:
                 book = self.trader.book(signal.symbol)
                 for ev in self.trader.on_signal(signal, book.mid if book is not None else None):
                     self._event(ev)
+            if limit is not None and n >= limit:
+                break  # the merger's state is whole after each step it yields
         return n
 
     def finish(self) -> int:

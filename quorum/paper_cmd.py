@@ -97,7 +97,12 @@ def run(
         Path | None, typer.Option("--paper-config", help="Paper-trading YAML")
     ] = None,
     checkpoint_every: Annotated[
-        int, typer.Option("--checkpoint-every", min=1, help="Checkpoint after this many inputs")
+        int,
+        typer.Option(
+            "--checkpoint-every",
+            min=1,
+            help="Checkpoint after this many records read plus events applied",
+        ),
     ] = 5000,
     checkpoint_interval: Annotated[
         float, typer.Option("--checkpoint-interval", min=0.01, help="...or this many seconds")

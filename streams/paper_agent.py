@@ -277,13 +277,11 @@ class PaperAgent:
                 now = self.clock()
                 for msg in msgs:  # applied and checkpointed record by record
                     self._message(msg, now)
-                    st.session.drain(self._idle(now))
-                    if self._since_checkpoint >= self.every:
-                        self.checkpoint(outputs, "inputs")
+                    self._apply(outputs, now)
                 if msgs:
                     quiet_since = now
                 else:
-                    st.session.drain(self._idle(now))
+                    self._apply(outputs, now)
                 self._flow(consumer, partitions[self.ticks_topic])
                 outputs.poll()
                 if now - last_control >= 0.1:
@@ -319,6 +317,21 @@ class PaperAgent:
             with contextlib.suppress(redis.RedisError):
                 self.store.client.delete(alive_key(self.store, self.account))
             consumer.close()
+
+    def _apply(self, outputs: Outputs, now: float) -> None:
+        """Apply what the merger releases, checkpointing every ``checkpoint_every`` records
+        read plus events applied: a restart re-applies (and re-sends the outputs of) at most
+        that many, even when one signal releases thousands of held ticks."""
+        assert self.state is not None
+        session, idle = self.state.session, self._idle(now)
+        while True:
+            room = max(self.every - self._since_checkpoint, 1)
+            n = session.drain(idle, limit=room)
+            self._since_checkpoint += n
+            if self._since_checkpoint >= self.every:
+                self.checkpoint(outputs, "inputs")
+            if n < room:
+                return
 
     def _flow(self, consumer: Consumer, n: int) -> None:
         """Pause a ticks partition holding ``max_held`` ticks (they wait for their signals,
@@ -376,7 +389,6 @@ class PaperAgent:
                     )
                 else:
                     self.stats.ticks += 1
-                    self._since_checkpoint += 1
                     st.session.tick(partition, item)
         else:
             try:
@@ -386,10 +398,10 @@ class PaperAgent:
                 log.warning("skipping a bad signal at %s[%d]@%d: %s", topic, partition, offset, e)
             else:
                 self.stats.signals += 1
-                self._since_checkpoint += 1
                 st.session.signal(signal)
         st.offsets.setdefault(topic, {})[partition] = offset + 1
         st.inputs += 1
+        self._since_checkpoint += 1
 
     def _control(self, outputs: Outputs) -> None:
         """Apply queued commands in order, each made durable by a checkpoint at once."""
