@@ -175,25 +175,16 @@ def status(
     config: ConfigOpt = None, account: AccountOpt = "default", fmt: FormatOpt = Format.TABLE
 ) -> None:
     """The account: equity, PnL, fees, orders, fills, denials, halt state, input progress."""
-    from streams.paper_agent import alive_key, control_key
+    from streams.paper_agent import alive_key, queued_commands
 
     store, st = _load(config, account)
     s = st.session
     rep = s.report()
-    pending = store.client.xrange(control_key(store, account), min=f"({st.control_id}")
     doc = {
         "account": account,
         "running": bool(store.client.exists(alive_key(store, account))),
         "halted": s.trader.halted,
-        "pending_commands": [
-            {
-                (k.decode() if isinstance(k, bytes) else k): (
-                    v.decode() if isinstance(v, bytes) else v
-                )
-                for k, v in (fields or {}).items()
-            }
-            for _, fields in (pending or [])
-        ],
+        "pending_commands": [f for _, f in queued_commands(store, account, st.control_id)],
         "last_event_ts": s.last_ts,
         "inputs": st.inputs,
         "offsets": {t: {str(p): o for p, o in sorted(ps.items())} for t, ps in st.offsets.items()},

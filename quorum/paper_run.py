@@ -18,7 +18,7 @@ from agents.paper_session import PaperSession
 from config.paper import PaperConfig
 from models.orders import Fill
 
-__all__ = ["FileSink", "PaperSession", "open_session"]
+__all__ = ["FileSink", "open_session"]
 
 
 class FileSink:

@@ -54,6 +54,7 @@ __all__ = [
     "alive_key",
     "control_key",
     "iter_fills",
+    "queued_commands",
     "send_control",
 ]
 
@@ -81,7 +82,22 @@ def send_control(store: RedisStateStore, account: str, command: str, operator: s
         raise ValueError(f"unknown command {command!r}; expected one of {COMMANDS}")
     fields: dict[Any, Any] = {"cmd": command, "operator": operator, "at": f"{time.time():.3f}"}
     rid = store.client.xadd(control_key(store, account), fields)
-    return rid.decode() if isinstance(rid, bytes) else str(rid)
+    return _text(rid)
+
+
+def _text(x: object) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)
+
+
+def queued_commands(
+    store: RedisStateStore, account: str, after: str, count: int | None = None
+) -> list[tuple[str, dict[str, str]]]:
+    """The control commands queued after stream id ``after``, oldest first, as text."""
+    entries = store.client.xrange(control_key(store, account), min=f"({after}", count=count)
+    return [
+        (_text(rid), {_text(k): _text(v) for k, v in (fields or {}).items()})
+        for rid, fields in entries or ()
+    ]
 
 
 @dataclass
@@ -407,17 +423,7 @@ class PaperAgent:
         """Apply queued commands in order, each made durable by a checkpoint at once."""
         assert self.state is not None
         st = self.state
-        entries = self.store.client.xrange(
-            control_key(self.store, self.account), min=f"({st.control_id}", count=100
-        )
-        for rid, fields in entries or ():
-            rid_s = rid.decode() if isinstance(rid, bytes) else str(rid)
-            f = {
-                (k.decode() if isinstance(k, bytes) else str(k)): (
-                    v.decode() if isinstance(v, bytes) else str(v)
-                )
-                for k, v in (fields or {}).items()
-            }
+        for rid_s, f in queued_commands(self.store, self.account, st.control_id, count=100):
             cmd = f.get("cmd", "")
             session = st.session
             if cmd == "halt":
