@@ -8,24 +8,32 @@ Rules (see also ``config/paper.py``):
 
 - **Strategy.** BUY/SELL sizes ``notional_per_signal / price`` (price = the mid given with the
   signal, else the book's mid, else the last trade). ``exit: horizon``: every entry is one lot,
-  closed by an exit order once event time reaches ``signal.ts + horizon_ns`` (an unfilled rest of
-  the entry is cancelled then); lots net into one position per symbol. ``exit: opposite``: an
-  opposite signal closes the whole position (reason ``exit``, its open entries are cancelled)
-  and, long/short, opens the other way. ``long_only``: a SELL never opens a short. HOLD does
-  nothing; a signal id seen before does nothing (ids are remembered for ``SEEN_WINDOW_NS`` of
-  event time, so the state stays bounded; the Kafka agent also drops a symbol's signals at or
-  below the last sequence number it paired, however late they come).
-- **Latency.** ``arrival_ts = ts + latency_ms``. At arrival the order takes the touch it sees as
-  its reference (the latest quote at or before arrival, unless it is older than
-  ``stale_quote_ms``: then there is none and the fill quote is the reference); it fills against
-  the first quote at or after arrival (never the quote the signal saw: that one is older). With
-  no such quote within ``max_wait_ms`` of arrival it expires (denial ``expired``).
+  closed by an exit order once event time reaches ``signal.ts + horizon_ns`` (an unfilled
+  rest of the entry is cancelled then: denial ``horizon``); lots net into one position per
+  symbol. ``exit: opposite``: an opposite signal closes the whole position (reason ``exit``;
+  its open entries are cancelled: denial ``opposite``) and, long/short, opens the other way.
+  ``long_only``: a SELL never opens a short. HOLD does nothing; a signal id seen before does
+  nothing (ids are remembered for ``SEEN_WINDOW_NS`` of event time, so the state stays
+  bounded; the Kafka agent also drops a symbol's signals at or below the last sequence number
+  it paired, however late they come).
+- **Latency.** ``arrival_ts = ts + latency_ms`` (or, with ``latency_by_venue``, the venue's
+  fixed or lognormal latency, drawn per order from its id: ``agents.paper_latency``). At
+  arrival the order takes the touch it sees as its reference (the latest quote at or before
+  arrival, unless it is older than ``stale_quote_ms``: then there is none and the fill quote is
+  the reference); it fills against the first quote at or after arrival (never the quote the
+  signal saw: that one is older). With no such quote within ``max_wait_ms`` of arrival it
+  expires (denial ``expired``).
 - **Fills.** A taker walks the displayed size (``agents.paper_fills.walk``) up to the
   protection price (reference ± ``protection_bps``); a market order's rest beyond it is cancelled
   (denial ``protection``). A limit order is a marketable limit at the reference touch: the taker
   part fills at or better than it, its rest waits passively at that price and fills (maker, at its
   price, capped at the trade's size) only on a trade printing through it, never on a touch, until
-  ``max_wait_ms`` after arrival (then denial ``expired``). Fees: taker/maker bps of the notional.
+  ``max_wait_ms`` after arrival (then denial ``expired``). A passive order joins its own side of
+  the reference touch (a buy at the bid) and only ever fills as a maker, the same way; with
+  ``queue_position`` the size displayed there at placement is ahead of it, trades at its price
+  consume that queue first and the excess fills it (a trade through the price clears the
+  queue). A quote crossing a resting order does not fill it: only trades do. Fees: taker/maker
+  bps of the notional.
   Exits and flatten orders are always market orders and work until done: they never expire,
   and their rest beyond the protection price waits for the next quote (its new reference), so
   a horizon exit cannot leave a stray position behind.
@@ -48,6 +56,7 @@ from dataclasses import dataclass, field, replace
 
 from agents.paper_account import Account
 from agents.paper_fills import Book, walk
+from agents.paper_latency import latency_ns
 from agents.paper_metrics import metrics
 from config.paper import PaperConfig
 from models.orders import Denial, Fill, Order, OrderReason, Position, fill_id, order_id
@@ -86,6 +95,7 @@ class _Open:
     ref: float | None = None
     limit: float | None = None
     passive: bool = False
+    queue: float = 0.0  # a passive order's displayed size ahead of it at its price
     n_fills: int = 0
     lot: _Lot | None = None
 
@@ -160,18 +170,20 @@ class PaperTrader:
     def equity(self, conservative: bool = False) -> float:
         return self.account.equity(self.marks(conservative))
 
-    def flatten(self, ts: int) -> list[Order]:
-        """Cancel every open order and send market orders closing every position (allowed
-        when halted; no risk check)."""
+    def flatten(self, ts: int) -> list[Order | Denial]:
+        """Cancel every open order (each ends with a denial ``flatten``) and send market orders
+        closing every position (allowed when halted; no risk check)."""
         s = self._s
         self._clock(ts)
+        out: list[Order | Denial] = [
+            self._deny_order(o.order, ts, "flatten") for o in s.open.values()
+        ]
         s.open.clear()
         for _, _, lot in s.lots:
             lot.done = True
         s.lots.clear()
         s.flattens += 1
         tag = f"flatten#{s.flattens}@{ts}"
-        out: list[Order] = []
         for n, sym in enumerate(sorted(self.account.positions)):
             pos = self.account.positions[sym]
             if abs(pos.size) <= _EPS:
@@ -206,7 +218,7 @@ class PaperTrader:
             # the opposite signal: cancel the open entries, close what is held or on its way
             for oid in [k for k, o in s.open.items() if o.order.symbol == sym]:
                 if s.open[oid].order.reason == "entry":
-                    del s.open[oid]
+                    out.append(self._deny_order(s.open.pop(oid).order, signal.ts, "opposite"))
             held = self._projected(sym)  # zero when only entries were pending
             if held * sign < -_EPS and s.halted:
                 out.append(self._deny(order_id(signal.id, "exit", 0), signal, "halted"))
@@ -282,7 +294,10 @@ class PaperTrader:
         if isinstance(tick, Quote):
             for o in mine:
                 if o.arrived and not o.passive and o.order.id in s.open:
-                    self._take(o, book, tick, out)
+                    if o.order.kind == "passive":  # no fresh quote at arrival: this one
+                        self._join(o, book)
+                    else:
+                        self._take(o, book, tick, out)
         else:
             self._trade_through(mine, tick, out)
         self.account.mark(ts, self.equity())
@@ -298,7 +313,9 @@ class PaperTrader:
             if lot.done:
                 continue
             lot.done = True
-            s.open.pop(lot.entry_id, None)
+            rest = s.open.pop(lot.entry_id, None)
+            if rest is not None:  # the entry's unfilled rest ends with its horizon
+                out.append(self._deny_order(rest.order, ts, "horizon"))
             if lot.filled <= _EPS:
                 continue
             side: Side = "sell" if lot.side == "buy" else "buy"
@@ -321,6 +338,17 @@ class PaperTrader:
             o.ref = book.touch(o.order.side)
         if o.order.kind == "limit":
             o.limit = o.ref
+        elif o.order.kind == "passive" and o.ref is not None:
+            self._join(o, book)
+
+    @staticmethod
+    def _join(o: _Open, book: Book) -> None:
+        """A passive order joins its own side of the book's touch (a buy at the bid), behind
+        the size displayed there."""
+        buy = o.order.side == "buy"
+        o.limit = book.bid if buy else book.ask
+        o.queue = book.bid_size if buy else book.ask_size
+        o.passive = o.limit is not None
 
     def _expire(self, ts: int, out: list[Fill | Order | Denial]) -> None:
         s = self._s
@@ -357,20 +385,34 @@ class PaperTrader:
             o.ref = None
 
     def _trade_through(self, mine: list[_Open], t: Trade, out: list[Fill | Order | Denial]) -> None:
-        left = t.size
+        """Resting orders fill as makers, at their price, from the trade's size (shared by
+        them, oldest first): on a trade printing through the price; with ``queue_position``,
+        a passive order also on a trade at its price, once the queue ahead has traded."""
+        taken = 0.0
+        queue = self.cfg.queue_position
         for o in mine:
-            if left <= 0.0:
-                break
             if not o.passive or o.limit is None or o.order.id not in self._s.open:
                 continue
-            if o.order.side == "buy":
-                through = t.price < o.limit and t.side != "buy"
+            if t.side == o.order.side:  # an aggressor on the order's own side never meets it
+                continue
+            d = t.price - o.limit
+            tol = 1e-12 * abs(o.limit)
+            if (d < -tol) if o.order.side == "buy" else (d > tol):  # through: the level is gone
+                o.queue = 0.0
+                avail = t.size - taken
+            elif queue and o.order.kind == "passive" and abs(d) <= tol:
+                if t.size <= o.queue:
+                    o.queue -= t.size
+                    continue
+                avail = t.size - o.queue - taken
+                o.queue = 0.0
             else:
-                through = t.price > o.limit and t.side != "sell"
-            if through:
-                size = min(o.remaining, left)
-                left -= size
-                self._fill(o, t.ts, o.limit, size, "maker", out)
+                continue
+            size = min(o.remaining, avail)
+            if size <= 0.0:
+                continue
+            taken += size
+            self._fill(o, t.ts, o.limit, size, "maker", out)
 
     def _fill(
         self,
@@ -433,9 +475,10 @@ class PaperTrader:
         lot: _Lot | None = None,
     ) -> Order:
         cfg, s = self.cfg, self._s
-        arrival = ts + round(cfg.latency_ms * NS_PER_MS)
+        oid = order_id(signal_id, reason, n)
+        arrival = ts + latency_ns(cfg, oid)
         order = Order(
-            id=order_id(signal_id, reason, n),
+            id=oid,
             signal_id=signal_id,
             symbol=sym,
             ts=ts,

@@ -157,10 +157,10 @@ class PaperSession:
         """Cancel every open order and send orders closing every position, at the event time
         of the last event applied; returns the number of orders."""
         ts = self.last_ts if self.last_ts is not None else 0
-        orders = self.trader.flatten(ts)
-        for o in orders:
-            self._event(o)
-        return len(orders)
+        events = self.trader.flatten(ts)
+        for ev in events:
+            self._event(ev)
+        return sum(isinstance(ev, Order) for ev in events)
 
     # --- internals -------------------------------------------------------------------------
 

@@ -23,6 +23,18 @@ def _default_fees() -> dict[str, tuple[float, float]]:
     return {"binance": (10.0, 10.0), "binance-usdm": (5.0, 2.0), "coinbase": (60.0, 40.0)}
 
 
+class LatencyModel(BaseModel):
+    """One venue's order-entry latency: ``fixed`` at the median, or ``lognormal`` around it
+    (``sigma`` in log space: the 84th percentile is median × e^sigma), capped at ``max_ms``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dist: Literal["fixed", "lognormal"] = "fixed"
+    median_ms: float = Field(ge=0)
+    sigma: float = Field(default=0.5, ge=0, le=5)
+    max_ms: float | None = Field(default=None, ge=0)
+
+
 class PaperConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -35,9 +47,17 @@ class PaperConfig(BaseModel):
     # opposite: the position is held until an opposite signal closes (and, long/short, reverses) it
     exit: Literal["horizon", "opposite"] = "horizon"
     # limit: a marketable limit at the touch seen at arrival (a taker); its unfilled rest waits
-    # passively at that price (maker, filled by trades printing through it) for max_wait_ms
-    order_type: Literal["market", "limit"] = "market"
+    # passively at that price (maker, filled by trades printing through it) for max_wait_ms.
+    # passive: a limit joining the order's own side of the touch at arrival (a buy at the bid),
+    # filled only as a maker by trades (see queue_position), for max_wait_ms
+    order_type: Literal["market", "limit", "passive"] = "market"
+    # passive orders: False fills only on trades printing through the price (the touch is not a
+    # fill); True also on trades at the price once the displayed size ahead at placement has
+    # traded there (that queue shrinks by same-price trades only)
+    queue_position: bool = False
+    # the latency of every order, unless latency_by_venue has the account's venue
     latency_ms: float = Field(default=100.0, ge=0)
+    latency_by_venue: dict[str, LatencyModel] = Field(default_factory=dict)
     # None: each displayed-size level beyond the touch is one tick worse (tick = the smallest
     # positive price increment seen for the symbol, or 1 bps of the price while unknown)
     impact_bps: float | None = Field(default=None, ge=0)

@@ -13,7 +13,7 @@ from typing import Literal
 
 from models.records import Side
 
-OrderKind = Literal["market", "limit"]
+OrderKind = Literal["market", "limit", "passive"]
 OrderReason = Literal["entry", "exit", "flatten"]
 Liquidity = Literal["taker", "maker"]
 

@@ -104,7 +104,10 @@ def test_halt_denies_resume_allows_and_flatten_closes_while_halted() -> None:
     t.halt()
     assert t.halted
     assert reasons(t.on_signal(sig("s3", 400 * MS), mid=100.0)) == ["halted"]
-    (f,) = t.flatten(500 * MS)
+    pending = t.open_orders()
+    cancelled, f = t.flatten(500 * MS)
+    assert isinstance(cancelled, Denial) and isinstance(f, Order)
+    assert (cancelled.order_id, cancelled.reason) == (pending[0].id, "flatten")
     assert (f.reason, f.side, f.size, f.kind) == ("flatten", "sell", 10.0, "market")
     assert t.open_orders() == [f]
     out = t.on_tick(q(700 * MS, 99.9, 100.0))
@@ -112,7 +115,7 @@ def test_halt_denies_resume_allows_and_flatten_closes_while_halted() -> None:
     assert t.account.positions["BTC"].size == 0.0 and t.open_orders() == []
     t.resume()
     assert not t.halted and reasons(t.on_signal(sig("s4", 1 * S), mid=100.0)) == ["entry"]
-    assert t.account.denials == {"halted": 1}
+    assert t.account.denials == {"halted": 1, "flatten": 1}
 
 
 def test_horizon_exit_is_denied_while_halted() -> None:

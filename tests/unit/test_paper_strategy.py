@@ -80,8 +80,9 @@ def test_horizon_exit_closes_the_lot() -> None:
 def test_horizon_cancels_an_unfilled_entry() -> None:
     t = trader()
     t.on_signal(sig("s1", 0, horizon=1 * S), mid=100.0)  # no quote ever comes
-    assert t.on_tick(Trade("BTC", 1 * S, 100.0, 1.0)) == []  # nothing filled: no exit
-    assert t.open_orders() == []
+    (d,) = t.on_tick(Trade("BTC", 1 * S, 100.0, 1.0))  # nothing filled: no exit order
+    assert isinstance(d, Denial) and (d.reason, d.signal_id, d.ts) == ("horizon", "s1", 1 * S)
+    assert t.open_orders() == [] and t.account.denials == {"horizon": 1}
 
 
 def test_opposite_signal_closes_and_reverses() -> None:
@@ -184,7 +185,9 @@ def test_exit_works_past_protection_and_never_expires() -> None:
 
 def test_opposite_signal_cancels_pending_entries_without_an_exit() -> None:
     t = trader(exit="opposite")
-    t.on_signal(sig("s1", 0), mid=100.0)  # pending: no quote yet
-    (entry,) = t.on_signal(sig("s2", 10 * MS, Action.SELL), mid=100.0)
+    (first,) = t.on_signal(sig("s1", 0), mid=100.0)  # pending: no quote yet
+    cancelled, entry = t.on_signal(sig("s2", 10 * MS, Action.SELL), mid=100.0)
+    assert isinstance(cancelled, Denial) and cancelled.reason == "opposite"
+    assert (cancelled.order_id, cancelled.ts) == (first.id, 10 * MS)
     assert isinstance(entry, Order) and entry.reason == "entry" and entry.size == 10.0
     assert [o.signal_id for o in t.open_orders()] == ["s2"]
