@@ -191,3 +191,11 @@ def test_opposite_signal_cancels_pending_entries_without_an_exit() -> None:
     assert (cancelled.order_id, cancelled.ts) == (first.id, 10 * MS)
     assert isinstance(entry, Order) and entry.reason == "entry" and entry.size == 10.0
     assert [o.signal_id for o in t.open_orders()] == ["s2"]
+
+
+def test_the_bundled_passive_example_loads() -> None:
+    """Catches the example config drifting from PaperConfig's fields."""
+    cfg = load_paper_config(Path(__file__).parents[2] / "config" / "paper-passive.yaml")
+    assert (cfg.order_type, cfg.queue_position) == ("passive", True)
+    model = cfg.latency_by_venue[cfg.venue]
+    assert (model.dist, model.median_ms, model.sigma, model.max_ms) == ("lognormal", 80, 0.6, 2000)
