@@ -8,6 +8,7 @@ passed to ``on_reject``; a missing or wholly unreadable file raises :class:`Read
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import heapq
@@ -24,6 +25,7 @@ from typing import IO, Any, Literal, overload
 import orjson
 
 from models.records import Quote, Reject, Side, Tick, Trade
+from streams.binance import OFFSET_META, Ids, decimal, frame_tick
 from streams.codecs import DecodeError, tick_from_dict
 from streams.timeparse import parse_time_ns
 from streams.validation import InvalidTick, validate
@@ -56,6 +58,9 @@ class ReaderStats:
     rejected: int = 0
     filtered: int = 0  # valid ticks outside --symbols/--start/--end
     quote_offset_ns: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0  # repeated frames dropped (a trade or book update id seen before)
+    trade_id_gaps: int = 0  # jumps in a symbol's contiguous trade ids
+    missing_trade_ids: int = 0
 
 
 def _open_binary(path: Path) -> IO[bytes]:
@@ -149,7 +154,9 @@ def _measure_quote_offset(path: Path) -> int:
     """Median of (exchange trade time - local receive time) over the first trades of a file.
 
     Spot bookTicker frames carry no exchange time; shifting their receive time by this offset
-    puts them on the exchange's clock, deterministically for a given file.
+    puts them on the exchange's clock, deterministically for a given file. A recording made by
+    ``quorum feed --record`` carries the offset its connector stamped with (a meta line): the
+    first one found is the offset until the next, so a replay stamps exactly as live did.
     """
     samples: list[int] = []
     try:
@@ -158,6 +165,11 @@ def _measure_quote_offset(path: Path) -> int:
                 if i >= _OFFSET_SCAN_LINES or len(samples) >= _OFFSET_SAMPLE_TRADES:
                     break
                 head, _, body = line.partition(" ")
+                if OFFSET_META in body[:40]:
+                    with contextlib.suppress(orjson.JSONDecodeError, TypeError, ValueError):
+                        v = orjson.loads(body)[OFFSET_META]
+                        if type(v) is int:
+                            return v
                 if "@trade" not in body[:64] or not head.isdigit():
                     continue
                 try:
@@ -180,19 +192,12 @@ _QUOTE_NUMBERS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _decimal(v: object, key: str) -> str | float:
-    """Slow path of a numeric Binance field that is not a string: a JSON number, never a bool."""
-    if isinstance(v, str | float) or (isinstance(v, int) and not isinstance(v, bool)):
-        return v
-    raise ValueError(f"field {key!r} must be a decimal string or a number, got {v!r}")
-
-
 def _number_problem(data: dict[str, Any], keys: tuple[tuple[str, str], ...]) -> str | None:
     """Name the numeric field ``float()`` choked on (only runs once a line is already bad)."""
     for key, name in keys:
         v = data.get(key)
         try:
-            float(_decimal(v, key))
+            float(decimal(v, key))
         except (ValueError, TypeError, OverflowError):
             return f"{name} (field {key!r}) is not a number: {v!r}"
     return None
@@ -211,6 +216,7 @@ def _binance_ticks(
     offset = _measure_quote_offset(path)
     stats.quote_offset_ns[str(path)] = offset
     src = str(path)
+    ids = Ids()  # per file: files of one symbol are read side by side
     for n, raw in _lines(path, on_reject, stats, binary=True):
         head, _, body = raw.partition(b" ")
         if body.find(b"@depth", 0, 48) >= 0:
@@ -232,53 +238,19 @@ def _binance_ticks(
         stream = frame.get("stream")
         data = frame.get("data")
         if stream is None:
+            meta = frame.get(OFFSET_META)
+            if type(meta) is int:
+                offset = meta  # the connector's offset, in force from this line on
             stats.skipped += 1  # REST depth snapshot or other non-stream message
             continue
-        numbers = _TRADE_NUMBERS
         try:
-            tick: Tick
-            if type(stream) is not str:
-                raise ValueError(f"field 'stream' must be a string, got {stream!r}")
-            if not isinstance(data, dict):
-                raise ValueError("frame has no data object")
-            if stream.endswith("@trade"):
-                sym, t, m, p, q = data["s"], data["T"], data["m"], data["p"], data["q"]
-                if type(sym) is not str:
-                    raise ValueError(f"field 's' (symbol) must be a string, got {sym!r}")
-                if type(t) is not int:
-                    raise ValueError(f"field 'T' (trade time) must be integer ms, got {t!r}")
-                if m is True:
-                    side: Side = "sell"
-                elif m is False:
-                    side = "buy"
-                else:
-                    raise ValueError(f"field 'm' (buyer is maker) must be true or false, got {m!r}")
-                if type(p) is not str or type(q) is not str:
-                    p, q = _decimal(p, "p"), _decimal(q, "q")
-                tick = Trade(sym, t * 1_000_000, float(p), float(q), side)
-            elif stream.endswith("@bookTicker"):
-                numbers = _QUOTE_NUMBERS
-                sym, b, a, bs, az = data["s"], data["b"], data["a"], data["B"], data["A"]
-                if type(sym) is not str:
-                    raise ValueError(f"field 's' (symbol) must be a string, got {sym!r}")
-                exch = data.get("T")
-                if exch is None:
-                    exch = data.get("E")
-                if exch is None:
-                    ts = recv + offset
-                elif type(exch) is int:
-                    ts = exch * 1_000_000
-                else:
-                    raise ValueError(f"field 'T'/'E' (event time) must be integer ms, got {exch!r}")
-                if type(b) is not str or type(a) is not str or type(bs) is not str:
-                    b, a, bs = _decimal(b, "b"), _decimal(a, "a"), _decimal(bs, "B")
-                if type(az) is not str:
-                    az = _decimal(az, "A")
-                tick = Quote(sym, ts, float(b), float(a), float(bs), float(az))
-            else:
+            tick = frame_tick(stream, data, recv, offset)
+            if tick is None:
                 stats.skipped += 1  # other streams are not used
                 continue
-            validate(tick)
+            if not ids.accept(tick, data):
+                stats.duplicates += 1  # a repeated frame (same trade or book update id)
+                continue
         except KeyError as e:
             stats.rejected += 1
             on_reject(Reject(src, n, f"missing field {e}", _excerpt(raw)))
@@ -291,10 +263,13 @@ def _binance_ticks(
             stats.rejected += 1
             reason = str(e)
             if reason.startswith("could not convert") and isinstance(data, dict):
-                reason = _number_problem(data, numbers) or reason
+                keys = _QUOTE_NUMBERS if "bookTicker" in str(stream) else _TRADE_NUMBERS
+                reason = _number_problem(data, keys) or reason
             on_reject(Reject(src, n, reason, _excerpt(raw)))
             continue
         yield n, tick
+    stats.trade_id_gaps += ids.gaps
+    stats.missing_trade_ids += ids.missing
 
 
 _CSV_COLUMNS = ("ts", "symbol", "price", "size", "side", "bid", "ask", "bid_size", "ask_size")

@@ -40,16 +40,22 @@ BAD_TS = T0 + S
 # --- the three formats, as text templates with raw tokens substituted ----------------------
 
 
+def _id(recv: str) -> str:
+    """Trade and book update ids grow with the receive time (the reader drops repeats)."""
+    return recv if recv.isdigit() else "7"
+
+
 def _bin_trade(**kw: str) -> str:
     f = {"recv": str(BAD_TS), "T": str(BAD_TS // MS), "p": '"100.0"', "q": '"0.5"', "m": "false"}
     f |= {"s": '"BTCUSDT"', "stream": '"btcusdt@trade"'} | kw
-    data = f'"s":{f["s"]},"t":1,"p":{f["p"]},"q":{f["q"]},"T":{f["T"]},"m":{f["m"]}'
+    tid = f.get("t") or _id(f["recv"])
+    data = f'"s":{f["s"]},"t":{tid},"p":{f["p"]},"q":{f["q"]},"T":{f["T"]},"m":{f["m"]}'
     return f'{f["recv"]} {{"stream":{f["stream"]},"data":{{"e":"trade",{data}}}}}'
 
 
 def _bin_book(**kw: str) -> str:
     f = {"recv": str(BAD_TS), "b": '"99.5"', "a": '"100.5"', "B": '"1.5"', "A": '"2"'} | kw
-    data = f'"u":1,"s":"BTCUSDT","b":{f["b"]},"B":{f["B"]},"a":{f["a"]},"A":{f["A"]}'
+    data = f'"u":{_id(f["recv"])},"s":"BTCUSDT","b":{f["b"]},"B":{f["B"]},"a":{f["a"]},"A":{f["A"]}'
     extra = f',"T":{f["T"]}' if "T" in f else ""
     return f'{f["recv"]} {{"stream":"btcusdt@bookTicker","data":{{{data}{extra}}}}}'
 
@@ -453,7 +459,8 @@ def _at(fmt: str, ts: int, price: str) -> str:
         return _csv_trade(ts=str(ts), price=price)
     if fmt == "jsonl":
         return _jsonl_trade(ts=str(ts), price=price)
-    return _bin_trade(recv=str(ts), T=str(ts // MS), p=f'"{price}"')
+    # trade ids follow the line order, as Binance's do, even where the trade time goes back
+    return _bin_trade(recv=str(ts), T=str(ts // MS), p=f'"{price}"', t=price)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "binance"])

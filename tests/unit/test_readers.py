@@ -24,13 +24,24 @@ def _trade(recv: int, t_ms: int, price: str = "100.0", qty: str = "0.5", m: bool
     return _binance_line(
         recv,
         "btcusdt@trade",
-        {"e": "trade", "E": t_ms, "s": "BTCUSDT", "t": 1, "p": price, "q": qty, "T": t_ms, "m": m},
+        {
+            "e": "trade",
+            "E": t_ms,
+            "s": "BTCUSDT",
+            "t": recv,
+            "p": price,
+            "q": qty,
+            "T": t_ms,
+            "m": m,
+        },
     )
 
 
 def _book(recv: int, b: str = "99.99", a: str = "100.01") -> str:
     return _binance_line(
-        recv, "btcusdt@bookTicker", {"u": 1, "s": "BTCUSDT", "b": b, "B": "1.5", "a": a, "A": "2"}
+        recv,
+        "btcusdt@bookTicker",
+        {"u": recv, "s": "BTCUSDT", "b": b, "B": "1.5", "a": a, "A": "2"},
     )
 
 
@@ -222,3 +233,62 @@ def test_merge_is_stable_for_equal_times_and_filters_apply(tmp_path: Path) -> No
     only_b, _, stats = _read([a, b], symbols=["BBB"], start_ns=T0 + 1, end_ns=T0 + 3 * S)
     assert [t.price for t in only_b] == [4.0]  # type: ignore[attr-defined]
     assert stats.filtered == 3
+
+
+def test_binance_repeats_are_dropped_and_trade_id_gaps_counted(tmp_path: Path) -> None:
+    """Catches a reader that keeps frames repeated after a reconnect (the live connector drops
+    them, so the backtest of its recording would differ) or misses a gap in trade ids."""
+
+    def trade(recv: int, tid: int) -> str:
+        data = {"e": "trade", "s": "BTCUSDT", "t": tid, "p": "100", "q": "1", "T": recv // 10**6}
+        return _binance_line(recv, "btcusdt@trade", data | {"m": False})
+
+    def book(recv: int, u: int) -> str:
+        data = {"u": u, "s": "BTCUSDT", "b": "99", "B": "1", "a": "101", "A": "1"}
+        return _binance_line(recv, "btcusdt@bookTicker", data)
+
+    ms = 1_000_000
+    text = "".join(
+        [
+            trade(T0, 10),
+            book(T0 + 1 * ms, 500),
+            trade(T0 + 2 * ms, 11),
+            trade(T0 + 3 * ms, 11),  # repeated: dropped
+            book(T0 + 4 * ms, 500),  # repeated: dropped
+            trade(T0 + 5 * ms, 14),  # 12 and 13 missing: one gap of two ids
+            book(T0 + 6 * ms, 501),
+        ]
+    )
+    ticks, rejects, stats = _read([_write(tmp_path / "d.gz", text, gz=True)])
+    assert rejects == []
+    assert [type(t).__name__ for t in ticks] == ["Trade", "Quote", "Trade", "Trade", "Quote"]
+    assert (stats.duplicates, stats.trade_id_gaps, stats.missing_trade_ids) == (2, 1, 2)
+
+
+def test_binance_recorded_clock_offset_lines_stamp_the_quotes(tmp_path: Path) -> None:
+    """A live recording carries the offset its connector stamped quotes with; catches a reader
+    that re-measures instead (a replay would then stamp differently from the live run)."""
+    ms = 1_000_000
+
+    def book(recv: int, u: int) -> str:
+        data = {"u": u, "s": "BTCUSDT", "b": "99", "B": "1", "a": "101", "A": "1"}
+        return _binance_line(recv, "btcusdt@bookTicker", data)
+
+    def meta(recv: int, offset: int) -> str:
+        return f'{recv} {{"quorum_clock_offset_ns":{offset}}}\n'
+
+    trade_t = (T0 // ms + 5_000) * ms  # trades alone would measure an offset of +5 s
+    trade = _binance_line(
+        T0,
+        "btcusdt@trade",
+        {"e": "trade", "s": "BTCUSDT", "t": 1, "p": "100", "q": "1", "T": trade_t // ms, "m": True},
+    )
+    lines = [book(T0, 1), trade, meta(T0 + ms, 7 * ms), book(T0 + 2 * ms, 2)]
+    lines += [meta(T0 + 3 * ms, 9 * ms), book(T0 + 4 * ms, 3)]
+    text = "".join(lines)
+    ticks, rejects, stats = _read([_write(tmp_path / "m.gz", text, gz=True)], tolerance_ns=10**10)
+    assert rejects == []
+    quotes = sorted(t.ts - T0 for t in ticks if isinstance(t, Quote))
+    # the first offset line (7 ms) stamps the quote before it too; 9 ms from its line on
+    assert quotes == [7 * ms, 2 * ms + 7 * ms, 4 * ms + 9 * ms]
+    assert stats.quote_offset_ns[str(tmp_path / "m.gz")] == 7 * ms
