@@ -24,7 +24,9 @@ from pydantic import (
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"]
-TopicKey = Literal["ticks", "votes", "signals", "rejected", "orders", "fills", "positions"]
+TopicKey = Literal[
+    "ticks", "votes", "signals", "rejected", "orders", "fills", "positions", "feed_status"
+]
 TOPIC_KEYS: tuple[TopicKey, ...] = (
     "ticks",
     "votes",
@@ -33,6 +35,7 @@ TOPIC_KEYS: tuple[TopicKey, ...] = (
     "orders",
     "fills",
     "positions",
+    "feed_status",
 )
 
 # Kafka's legal topic characters; group ids share the prefix, so it obeys the same rule.
@@ -121,8 +124,12 @@ class TopicNames(_Frozen):
     orders: str = "orders"
     fills: str = "fills"
     positions: str = "positions"
+    # the live connectors' health (``quorum feed``): connects, gaps, stale periods, clock offset
+    feed_status: str = "feed.status"
 
-    @field_validator("ticks", "votes", "signals", "rejected", "orders", "fills", "positions")
+    @field_validator(
+        "ticks", "votes", "signals", "rejected", "orders", "fills", "positions", "feed_status"
+    )
     @classmethod
     def _legal(cls, v: str) -> str:
         if not v or not _TOPIC_CHARS.match(v) or v in (".", ".."):

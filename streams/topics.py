@@ -61,7 +61,7 @@ def wanted_partitions(runtime: RuntimeConfig) -> dict[str, int]:
     """Topic name -> partitions the pipeline needs, in pipeline order."""
     return {
         runtime.topic(key): (
-            REJECTED_PARTITIONS if key == "rejected" else runtime.topics.partitions
+            REJECTED_PARTITIONS if key in ("rejected", "feed_status") else runtime.topics.partitions
         )
         for key in TOPIC_KEYS
     }
