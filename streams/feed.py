@@ -357,6 +357,8 @@ class _Conn:
         self.opened = time.monotonic()
         self.has_data = asyncio.Event()
         self.rotate = asyncio.Event()  # shutdown announced, or the age limit reached
+        self.overlap = asyncio.Event()  # replaced: it delivered the successor's first frame
+        self.held: list[tuple[int, bytes]] = []  # the successor's frames, while rotating
         self.task: asyncio.Task[None] | None = None
 
 
@@ -386,6 +388,7 @@ class Feed:
         self._rng = random.Random(cfg.seed)
         self._conns: set[_Conn] = set()
         self._n = 0
+        self._rotating: tuple[_Conn, _Conn] | None = None
         self._last_status = time.monotonic()
         self.url = venue.connect_url(cfg.url or venue.url, cfg.symbols)
 
@@ -406,7 +409,8 @@ class Feed:
             for c in list(self._conns):
                 await self._close(c)
             while not self._frames.empty():  # what arrived before the stop is still applied
-                self._apply(*self._frames.get_nowait())
+                self._route(*self._frames.get_nowait())
+            self._end_rotation()
             self._release_pending(force=True)
             self._emit(self.reorder.flush_all())
             self._status()
@@ -422,8 +426,10 @@ class Feed:
         while not stop.is_set():
             assert conn.task is not None
             rotate = asyncio.create_task(conn.rotate.wait())
-            await asyncio.wait({conn.task, rotate}, return_when=asyncio.FIRST_COMPLETED)
-            rotate.cancel()
+            try:
+                await asyncio.wait({conn.task, rotate}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                rotate.cancel()
             if conn.task.done():  # disconnected
                 self.stats.disconnects += 1
                 attempt = 0 if conn.has_data.is_set() else attempt + 1
@@ -436,16 +442,52 @@ class Feed:
                     return
                 conn = self._start()
                 continue
-            # rotate: a second connection, and the first closed once the second has data
+            # rotate: a second connection; its frames are held until the old one delivers
+            # the first of them (it has then delivered everything sent before the new one
+            # began), then the old one closes and the held frames follow: nothing is lost, and
+            # the repeats are dropped by id
             self.stats.rotations += 1
             nxt = self._start()
-            assert nxt.task is not None
-            ready = asyncio.create_task(nxt.has_data.wait())
-            await asyncio.wait({ready, nxt.task}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-            ready.cancel()
+            assert nxt.task is not None and conn.task is not None
+            self._rotating = (conn, nxt)
+            await self._until(conn.overlap, (conn.task, nxt.task), 30.0)
+            if nxt.task.done():  # the new one failed: keep the old, try again later
+                self._end_rotation()
+                conn.rotate.clear()
+                conn.opened = time.monotonic()
+                if conn.task.done():
+                    continue
+                log.warning("%s: rotation failed; keeping connection %d", self.venue.name, conn.n)
+                continue
+            if self._rotating is not None:
+                log.warning("%s: the old connection never caught up: switching", self.venue.name)
+                self._end_rotation()
             log.info("%s: rotated connection %d -> %d", self.venue.name, conn.n, nxt.n)
             await self._close(conn)
             conn = nxt
+
+    def _end_rotation(self) -> None:
+        """Apply the new connection's held frames (in order) and read it directly from now."""
+        if self._rotating is None:
+            return
+        new = self._rotating[1]
+        self._rotating = None
+        held, new.held = new.held, []
+        for recv_ns, raw in held:
+            self._apply(recv_ns, raw, new)
+
+    @staticmethod
+    async def _until(
+        event: asyncio.Event, tasks: tuple[asyncio.Task[None], ...], timeout: float
+    ) -> None:
+        """Wait for ``event``, or one of ``tasks`` to end, or ``timeout``."""
+        waiter = asyncio.create_task(event.wait())
+        try:
+            await asyncio.wait(
+                {waiter, *tasks}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            waiter.cancel()
 
     def _start(self) -> _Conn:
         self._n += 1
@@ -494,6 +536,7 @@ class Feed:
                         return
                     raw = msg.encode() if isinstance(msg, str) else msg
                     self._frames.put_nowait((self.clock_ns(), raw, c))
+                    c.has_data.set()
         except ConnectionClosed as e:
             log.info("%s: connection %d closed: %s", v.name, c.n, e)
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as e:
@@ -503,9 +546,25 @@ class Feed:
     async def _process(self) -> None:
         while True:
             recv_ns, raw, conn = await self._frames.get()
-            self._apply(recv_ns, raw, conn)
+            self._route(recv_ns, raw, conn)
             if self._frames.empty():
                 self.sink.poll()
+
+    def _route(self, recv_ns: int, raw: bytes, conn: _Conn) -> None:
+        """During a rotation, hold the new connection's frames until the old one has
+        delivered the first of them."""
+        rot = self._rotating
+        if rot is not None:
+            old, new = rot
+            if conn is new:
+                new.held.append((recv_ns, raw))
+                return
+            if conn is old and new.held and raw == new.held[0][1]:
+                self._apply(recv_ns, raw, conn)
+                old.overlap.set()
+                self._end_rotation()
+                return
+        self._apply(recv_ns, raw, conn)
 
     def _apply(self, recv_ns: int, raw: bytes, conn: _Conn) -> None:
         st = self.stats
@@ -534,8 +593,6 @@ class Feed:
             st.shutdowns += 1
             log.warning("%s: server shutdown announced: rotating", self.venue.name)
             conn.rotate.set()
-        if p.data:
-            conn.has_data.set()
         st.duplicates += p.duplicates
         if p.gaps:
             st.gaps += len(p.gaps)
