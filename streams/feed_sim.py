@@ -123,7 +123,7 @@ def _parse(venue: Venue, raw: bytes) -> Frame | None:
     products: set[str] = set()
     for ev in obj.get("events") or ():
         if isinstance(ev, dict):
-            for item in (ev.get("trades") or ()) + (ev.get("tickers") or ()):
+            for item in [*(ev.get("trades") or ()), *(ev.get("tickers") or ())]:
                 if isinstance(item, dict) and isinstance(item.get("product_id"), str):
                     products.add(item["product_id"])
     return Frame(recv, channel, tuple(sorted(products)), body, channel == "market_trades")
