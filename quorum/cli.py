@@ -19,7 +19,7 @@ from models.factory import ModelConfigError
 from quorum.cli_common import ConfigOpt, console
 from quorum.cli_common import fail as _fail
 from quorum.cli_common import runtime_or_exit as _runtime
-from quorum.feed_cmd import feed_app
+from quorum.feed_cmd import feed_app, live
 from quorum.paper_cmd import paper_app
 from quorum.state_cmd import open_store, state_app
 from streams.readers import Format, ReaderError
@@ -315,6 +315,7 @@ def services(
 app.add_typer(state_app, name="state")
 app.add_typer(paper_app, name="paper")
 app.add_typer(feed_app, name="feed")
+app.command("live")(live)
 topics_app = typer.Typer(help="The pipeline's Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 

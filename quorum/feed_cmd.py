@@ -281,3 +281,64 @@ def feed_serve(
 
     asyncio.run(main())
     logging.getLogger("quorum.feed.sim").info("stopped: %s", sim.stats)
+
+
+def live(
+    venue: Annotated[str, typer.Option("--venue", help="binance or coinbase")] = "binance",
+    symbols: SymbolsOpt = "BTCUSDT,ETHUSDT",
+    paper: Annotated[
+        bool, typer.Option("--paper/--no-paper", help="Run the paper agent on the signals")
+    ] = True,
+    account: Annotated[str, typer.Option("--account", "-a", help="The paper account")] = "live",
+    paper_config: Annotated[
+        Path | None, typer.Option("--paper-config", help="Paper-trading YAML")
+    ] = None,
+    config: ConfigOpt = None,
+    url: UrlOpt = None,
+    record: RecordOpt = None,
+    duration: DurationOpt = None,
+    view: Annotated[
+        bool | None, typer.Option("--view/--no-view", help="The terminal view (default: a tty)")
+    ] = None,
+    log_dir: Annotated[
+        Path, typer.Option("--log-dir", help="Where the worker's and agent's logs go")
+    ] = Path("out/live"),
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the final summary here")
+    ] = None,
+) -> None:
+    """The live loop: the feed, the worker and the paper agent under one command, with a
+    terminal view; Ctrl-C (or --duration) stops them together and prints the paper result."""
+    import os
+    import sys
+
+    import orjson
+
+    from quorum.live import LiveOptions, run_live
+
+    if venue not in ("binance", "coinbase"):
+        raise fail(f"--venue must be binance or coinbase, got {venue!r}")
+    if paper and len(os.environ.get("QUORUM_STATE_SECRET", "")) < 16:
+        raise fail("set QUORUM_STATE_SECRET (at least 16 characters) for the paper account")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    runtime = config_or_exit(config).runtime
+    opts = LiveOptions(
+        venue=venue,
+        symbols=_symbols(symbols),
+        url=url,
+        paper=paper,
+        account=account,
+        paper_config=paper_config,
+        config=config,
+        record=record,
+        duration=duration,
+        view=sys.stdout.isatty() if view is None else view,
+        log_dir=log_dir,
+    )
+    summary = run_live(opts, runtime)
+    text = orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode()
+    print(text)
+    if json_out is not None:
+        json_out.write_text(text + "\n")
+    if any(code not in (0, None) for code in summary["children"].values()):
+        raise typer.Exit(code=1)
