@@ -1,5 +1,5 @@
 # quorum — the two commands of the README, plus the checks and benchmarks.
-.PHONY: setup demo test check unit integration golden mutants bench services-up services-down clean
+.PHONY: setup demo live-demo test check unit integration golden mutants bench services-up services-down clean
 
 setup:
 	scripts/setup.sh
@@ -9,6 +9,10 @@ demo: setup
 
 test:
 	scripts/test.sh
+
+# the live loop for 60 s against the local exchange simulator on the sample (needs the services)
+live-demo: setup services-up
+	scripts/live_demo.sh
 
 check: setup
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy

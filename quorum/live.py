@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
@@ -70,10 +70,19 @@ def _child(args: list[str], log_path: Path) -> tuple[subprocess.Popen[bytes], IO
 
 
 def _watermarks(consumer: Consumer, topic: str, partitions: int) -> tuple[int, ...]:
-    return tuple(
-        consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
-        for p in range(partitions)
-    )
+    """The end offset of every partition (retried a while: new topics take a moment to have
+    leaders that answer)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return tuple(
+                consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
+                for p in range(partitions)
+            )
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _account(runtime: RuntimeConfig, account: str) -> dict[str, Any] | None:
