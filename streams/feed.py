@@ -391,6 +391,8 @@ class Feed:
         self._rotating: tuple[_Conn, _Conn] | None = None
         self._last_status = time.monotonic()
         self.url = venue.connect_url(cfg.url or venue.url, cfg.symbols)
+        #: called with every tick sent and its frame's receive time (benchmarks, the view)
+        self.on_emit: Callable[[Tick, int], None] | None = None
 
     async def run(self, stop: asyncio.Event) -> FeedStats:
         tasks = [
@@ -654,8 +656,11 @@ class Feed:
             return
         now = self.clock_ns()
         st = self.stats
+        hook = self.on_emit
         for tick, wall in released:
             self.sink.tick(tick)
+            if hook is not None:
+                hook(tick, wall)
             st.ticks += 1
             st.per_symbol[tick.symbol] += 1
             if len(st.latencies_ns) < 100_000:
