@@ -180,7 +180,8 @@ def main() -> None:
         r = run(float(speed), float(reorder or 500), args.seconds)
         print(
             f"{r['speed']:g}x | {r['reorder_ms']:g} | {r['ticks_per_s']:,.0f} | "
-            f"{r['tick_p50']:.1f} / {r['tick_p99']:.1f} ({r['tick_n']:,.0f}) | {r['signal_p50']:.1f} / {r['signal_p99']:.1f} / "
+            f"{r['tick_p50']:.1f} / {r['tick_p99']:.1f} ({r['tick_n']:,.0f}) | "
+            f"{r['signal_p50']:.1f} / {r['signal_p99']:.1f} / "
             f"{r['signal_max']:.1f} ({r['signal_n']:,.0f}) | {r['late']:.0f} | "
             f"{r['duplicates']:.0f}",
             flush=True,
