@@ -48,6 +48,14 @@ log = logging.getLogger("quorum.feed")
 NS = 1_000_000_000
 
 
+def backoff_s(attempt: int, base_s: float, cap_s: float, u: float) -> float:
+    """The wait before reconnect ``attempt`` (0 after a connection that had data): base × 2^n,
+    capped, times a jitter in [0.5, 1) from ``u`` in [0, 1) — "equal jitter", so many clients
+    cut off together do not come back together, and none waits less than half its step."""
+    step: float = base_s * 2.0 ** min(attempt, 30)
+    return min(cap_s, step) * (0.5 + 0.5 * u)
+
+
 class FrameError(ValueError):
     """A frame that cannot be used: dead-lettered with its raw bytes and this reason."""
 
@@ -435,8 +443,8 @@ class Feed:
             if conn.task.done():  # disconnected
                 self.stats.disconnects += 1
                 attempt = 0 if conn.has_data.is_set() else attempt + 1
-                delay = min(self.cfg.backoff_max_s, self.cfg.backoff_s * 2 ** min(attempt, 30))
-                delay *= 0.5 + 0.5 * self._rng.random()  # jitter: never a thundering herd
+                cfg = self.cfg
+                delay = backoff_s(attempt, cfg.backoff_s, cfg.backoff_max_s, self._rng.random())
                 log.info("%s: reconnecting in %.2f s", self.venue.name, delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)

@@ -20,7 +20,15 @@ from websockets.exceptions import ConnectionClosed
 
 from models.records import Quote, Trade
 from streams import coinbase, feed_sim
-from streams.feed import BinanceVenue, CoinbaseVenue, Feed, FeedConfig, MemorySink, Recorder
+from streams.feed import (
+    BinanceVenue,
+    CoinbaseVenue,
+    Feed,
+    FeedConfig,
+    MemorySink,
+    Recorder,
+    backoff_s,
+)
 from streams.feed_clock import ClockOffset, Reorder
 from streams.feed_sim import Faults, Simulator, load_frames
 from streams.readers import ReaderStats, read_ticks
@@ -43,6 +51,13 @@ def test_clock_offset_first_then_every_n_low_median() -> None:
         assert c.add(100 + off, 100) is None  # 5th-7th: not due
     assert c.add(190, 100) == 70  # 8th: the last 4 are 60, 70, 80, 90 -> low median 70
     assert (c.value, c.changes) == (70, 2)
+
+
+def test_backoff_doubles_to_its_cap_with_jitter_in_half_to_full() -> None:
+    steps = [backoff_s(n, 0.5, 30.0, 0.0) for n in range(8)]
+    assert steps == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 15.0]  # half of 0.5 x 2^n, cap 30
+    assert backoff_s(3, 0.5, 30.0, 0.5) == 4.0 * 0.75
+    assert backoff_s(100, 0.5, 30.0, 0.999) == pytest.approx(29.985)  # capped, no overflow
 
 
 def q(ts: int) -> Quote:
