@@ -391,7 +391,7 @@ class Feed:
         self.offset = ClockOffset()
         self.reorder = Reorder(round(cfg.reorder_ms * 1_000_000))
         self._frames: asyncio.Queue[tuple[int, bytes, _Conn]] = asyncio.Queue()
-        self._pending: list[tuple[Tick, bool, int, int]] = []  # before the offset is known
+        self._pending: list[tuple[Tick, bool, int]] = []  # before the offset is known
         self._first_frame_ns: int | None = None
         self._rng = random.Random(cfg.seed)
         self._conns: set[_Conn] = set()
@@ -617,7 +617,7 @@ class Feed:
                 if self.recorder is not None:
                     self.recorder.meta(recv_ns, new)
         for tick, needs in p.ticks:  # frame-to-tick latency counts from the receipt
-            self._pending.append((tick, needs, recv_ns, recv_ns))
+            self._pending.append((tick, needs, recv_ns))
         self._release_pending()
 
     def _release_pending(self, force: bool = False) -> None:
@@ -638,13 +638,14 @@ class Feed:
             if self.recorder is not None:
                 self.recorder.meta(self._pending[-1][2], 0)
         pending, self._pending = self._pending, []
-        for tick, needs, recv_ns, wall in pending:
+        now = self.clock_ns()
+        for tick, needs, recv_ns in pending:
             if needs and isinstance(tick, Quote):
                 tick.ts = recv_ns + off
             if self.reorder.is_late(tick):
                 self._late(tick, recv_ns)
                 continue
-            self._emit(self.reorder.push(tick, wall))
+            self._emit(self.reorder.push(tick, now, recv_ns))
 
     def _late(self, tick: Tick, recv_ns: int) -> None:
         self.stats.late += 1
@@ -680,7 +681,8 @@ class Feed:
         while not stop.is_set():
             await asyncio.sleep(0.05)
             self._release_pending()
-            self._emit(self.reorder.flush_older(self.clock_ns()))
+            if self._frames.empty():  # a quiet feed, not a backlog
+                self._emit(self.reorder.flush_older(self.clock_ns()))
             self.sink.poll()
             if time.monotonic() - last >= self.cfg.status_s:
                 last = time.monotonic()

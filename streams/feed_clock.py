@@ -61,20 +61,20 @@ class Reorder:
     tolerance). ``flush_older`` releases by wall time, so a quiet feed holds nothing long."""
 
     window_ns: int
-    _heap: list[tuple[int, int, int, Tick]] = field(default_factory=list)
+    _heap: list[tuple[int, int, int, int, Tick]] = field(default_factory=list)
     _seq: int = 0
     newest: int = -1
     released: int = -1
     late: int = 0
 
-    def push(self, tick: Tick, wall_ns: int) -> list[tuple[Tick, int]]:
-        """Hold ``tick`` (arrived at ``wall_ns``); the (tick, arrival) pairs now due. A late
-        tick is dropped and counted (the caller dead-letters it: see :meth:`is_late`)."""
+    def push(self, tick: Tick, wall_ns: int, tag: int = 0) -> list[tuple[Tick, int]]:
+        """Hold ``tick`` (pushed at ``wall_ns``); the (tick, tag) pairs now due. A late tick is
+        dropped and counted (the caller dead-letters it: see :meth:`is_late`)."""
         if tick.ts < self.released:
             self.late += 1
             return []
         self._seq += 1
-        heapq.heappush(self._heap, (tick.ts, self._seq, wall_ns, tick))
+        heapq.heappush(self._heap, (tick.ts, self._seq, wall_ns, tag, tick))
         if tick.ts > self.newest:
             self.newest = tick.ts
         return self._release(self.newest - self.window_ns, None)
@@ -83,8 +83,9 @@ class Reorder:
         return tick.ts < self.released
 
     def flush_older(self, wall_ns: int) -> list[tuple[Tick, int]]:
-        """Release what arrived ``window_ns`` of wall time ago or earlier (and what is
-        before it in event time)."""
+        """Release what was pushed ``window_ns`` of wall time ago or earlier (and what is
+        before it in event time): a quiet feed holds nothing long. Call it only while nothing
+        waits to be pushed, or a backlog would be released ahead of its stragglers."""
         return self._release(None, wall_ns - self.window_ns)
 
     def flush_all(self) -> list[tuple[Tick, int]]:
@@ -104,7 +105,7 @@ class Reorder:
             if oldest <= wall_limit:
                 ts_limit = max(item[0] for item in heap if item[2] <= wall_limit)
         while heap and (everything or (ts_limit is not None and heap[0][0] <= ts_limit)):
-            ts, _, wall, tick = heapq.heappop(heap)
+            ts, _, _, tag, tick = heapq.heappop(heap)
             self.released = ts
-            out.append((tick, wall))
+            out.append((tick, tag))
         return out

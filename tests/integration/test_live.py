@@ -76,6 +76,13 @@ def test_a_live_session_trades_exactly_as_the_backtest_of_its_recording(
     assert feed["gaps"] == 0 and feed["rejects"] == 0
     assert feed["ticks"] == 166_351  # every trade and quote of the sample, once
     assert summary["children"] == {"worker": 0, "paper": 0}
+    # the health records on feed.status: one a second, the last one the final counts
+    status = [orjson.loads(v) for _, _, v in drain(rt, rt.topic("feed_status"), 30)]
+    assert len(status) >= 20 and all(r["venue"] == "binance" for r in status)
+    last = status[-1]
+    assert (last["ticks"], last["duplicates"], last["gaps"]) == (feed["ticks"], 200, 0)
+    assert last["connects"] == feed["connects"] and last["clock_offset_ns"] is not None
+    assert any(r["frame_to_tick_ms"]["n"] > 0 for r in status)
 
     from quorum import run_backtest
 

@@ -73,8 +73,8 @@ def test_reorder_releases_in_event_time_once_the_window_has_passed() -> None:
     assert [t.ts for t, _ in r.push(q(125), 5)] == [103, 105, 112]
     assert r.is_late(q(110)) and r.push(q(110), 6) == [] and r.late == 1
     assert [t.ts for t, _ in r.flush_older(5 + 10)] == [125]  # arrived at 5: 10 ago
-    r.push(q(130), 20)
-    assert [(t.ts, w) for t, w in r.flush_all()] == [(130, 20)]
+    r.push(q(130), 20, tag=7)  # the tag (the feed's frame receipt time) comes back with it
+    assert [(t.ts, tag) for t, tag in r.flush_all()] == [(130, 7)]
 
 
 def test_recorder_rotates_hourly_and_heads_each_file_with_the_offset(tmp_path: Path) -> None:
