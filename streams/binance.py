@@ -38,6 +38,14 @@ def stream_url(base: str, symbols: Iterable[str]) -> str:
     return f"{base.rstrip('/')}?streams=" + "/".join(stream_names(symbols))
 
 
+#: the key of a recording's meta line where a connection opened (per-connection state restarts)
+CONNECTED_META = "quorum_connected"
+
+
+def connected_meta(n: int) -> bytes:
+    return orjson.dumps({CONNECTED_META: n})
+
+
 def offset_meta(offset_ns: int) -> bytes:
     """The meta frame a recording carries where the quote clock offset takes (new) effect."""
     return orjson.dumps({OFFSET_META: offset_ns})

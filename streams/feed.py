@@ -248,13 +248,21 @@ class Recorder:
         self.files: list[Path] = []
         self.lines = 0
 
-    def frame(self, recv_ns: int, raw: bytes) -> None:
+    def _write(self, recv_ns: int, body: bytes) -> None:
         hour = recv_ns // (3600 * NS)
         if hour != self._hour:
             self._open(hour, recv_ns)
         assert self._f is not None
-        self._f.write(b"%d %s\n" % (recv_ns, raw))
+        self._f.write(b"%d %s\n" % (recv_ns, body))
+
+    def frame(self, recv_ns: int, raw: bytes) -> None:
+        self._write(recv_ns, raw)
         self.lines += 1
+
+    def connected(self, recv_ns: int, n: int) -> None:
+        """A connection opened here: per-connection state (Coinbase's ``sequence_num``)
+        restarts, and a replay restarts it at the same line."""
+        self._write(recv_ns, binance.connected_meta(n))
 
     def meta(self, recv_ns: int, offset: int) -> None:
         self.offset = offset
@@ -390,7 +398,8 @@ class Feed:
         self.stats = FeedStats(venue.name)
         self.offset = ClockOffset()
         self.reorder = Reorder(round(cfg.reorder_ms * 1_000_000))
-        self._frames: asyncio.Queue[tuple[int, bytes, _Conn]] = asyncio.Queue()
+        # frames as received; None marks a new connection, in the order frames were received
+        self._frames: asyncio.Queue[tuple[int, bytes | None, _Conn]] = asyncio.Queue()
         self._pending: list[tuple[Tick, bool, int]] = []  # before the offset is known
         self._first_frame_ns: int | None = None
         self._rng = random.Random(cfg.seed)
@@ -529,7 +538,7 @@ class Feed:
             ) as ws:
                 c.ws = ws
                 self.stats.connects += 1
-                v.on_connect()
+                self._frames.put_nowait((self.clock_ns(), None, c))
                 log.info("%s: connected (%d) to %s", v.name, c.n, self.url)
                 for i, sub in enumerate(v.subscribe(cfg.symbols)):
                     if i and i % cfg.max_out_per_s == 0:
@@ -560,9 +569,14 @@ class Feed:
             if self._frames.empty():
                 self.sink.poll()
 
-    def _route(self, recv_ns: int, raw: bytes, conn: _Conn) -> None:
+    def _route(self, recv_ns: int, raw: bytes | None, conn: _Conn) -> None:
         """During a rotation, hold the new connection's frames until the old one has
         delivered the first of them."""
+        if raw is None:  # a connection opened: the venue's per-connection state restarts here
+            self.venue.on_connect()
+            if self.recorder is not None:
+                self.recorder.connected(recv_ns, conn.n)
+            return
         rot = self._rotating
         if rot is not None:
             old, new = rot

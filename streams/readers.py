@@ -25,13 +25,15 @@ from typing import IO, Any, Literal, overload
 import orjson
 
 from models.records import Quote, Reject, Side, Tick, Trade
-from streams.binance import OFFSET_META, Ids, decimal, frame_tick
+from streams.binance import CONNECTED_META, OFFSET_META, Ids, decimal, frame_tick
 from streams.codecs import DecodeError, tick_from_dict
+from streams.coinbase import CoinbaseParser
+from streams.coinbase import FrameError as CoinbaseFrameError
 from streams.timeparse import parse_time_ns
 from streams.validation import InvalidTick, validate
 
 RejectSink = Callable[[Reject], None]
-Located = tuple[int, int, int, Tick]  # (ts, file index, line number, tick)
+Located = tuple[int, int, int, Tick]  # (ts, file index, arrival in the file, tick)
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _OFFSET_SAMPLE_TRADES = 2_000
@@ -217,6 +219,7 @@ def _binance_ticks(
     stats.quote_offset_ns[str(path)] = offset
     src = str(path)
     ids = Ids()  # per file: files of one symbol are read side by side
+    cb: CoinbaseParser | None = None  # a live Coinbase recording's frames, when there are any
     for n, raw in _lines(path, on_reject, stats, binary=True):
         head, _, body = raw.partition(b" ")
         if body.find(b"@depth", 0, 48) >= 0:
@@ -238,9 +241,25 @@ def _binance_ticks(
         stream = frame.get("stream")
         data = frame.get("data")
         if stream is None:
+            if "channel" in frame:  # a Coinbase Advanced Trade envelope (a live recording)
+                cb = cb or CoinbaseParser()
+                try:
+                    got = cb.parse(body, recv)
+                except CoinbaseFrameError as e:
+                    stats.rejected += 1
+                    on_reject(Reject(src, n, str(e), _excerpt(raw)))
+                    continue
+                stats.duplicates += got.duplicates
+                if not got.ticks:
+                    stats.skipped += 1
+                for made in got.ticks:
+                    yield n, made
+                continue
             meta = frame.get(OFFSET_META)
             if type(meta) is int:
                 offset = meta  # the connector's offset, in force from this line on
+            elif CONNECTED_META in frame and cb is not None:
+                cb.reset_sequence()  # a new connection: its sequence numbers start again
             stats.skipped += 1  # REST depth snapshot or other non-stream message
             continue
         try:
@@ -268,8 +287,8 @@ def _binance_ticks(
             on_reject(Reject(src, n, reason, _excerpt(raw)))
             continue
         yield n, tick
-    stats.trade_id_gaps += ids.gaps
-    stats.missing_trade_ids += ids.missing
+    stats.trade_id_gaps += ids.gaps + (cb.trade_id_gaps if cb else 0)
+    stats.missing_trade_ids += ids.missing + (cb.missing_trade_ids if cb else 0)
 
 
 _CSV_COLUMNS = ("ts", "symbol", "price", "size", "side", "bid", "ask", "bid_size", "ask_size")
@@ -396,6 +415,7 @@ def _in_order(
 ) -> Iterator[Located]:
     """Reorder a nearly sorted stream; ticks later than the tolerance allows are rejected."""
     heap: list[Located] = []
+    seq = 0
     released = -1
     newest = -1
     for n, tick in parsed:
@@ -411,7 +431,8 @@ def _in_order(
                 )
             )
             continue
-        heapq.heappush(heap, (ts, file_index, n, tick))
+        seq += 1  # not the line number: a line may hold several ticks (a Coinbase frame)
+        heapq.heappush(heap, (ts, file_index, seq, tick))
         newest = max(newest, ts)
         while heap and heap[0][0] <= newest - tolerance_ns:
             item = heapq.heappop(heap)

@@ -137,9 +137,9 @@ def _binance(n: int, faults: Faults, rec: Path, **cfg: float) -> tuple[Simulator
     return sim, feed, sink
 
 
-def _replay(files: list[Path]) -> tuple[list[object], ReaderStats]:
+def _replay(files: list[Path], **kw: int) -> tuple[list[object], ReaderStats]:
     stats = ReaderStats()
-    return list(read_ticks(files, stats=stats)), stats
+    return list(read_ticks(files, stats=stats, **kw)), stats
 
 
 def test_every_fault_at_once_loses_and_repeats_nothing_and_replays_exactly(tmp_path: Path) -> None:
@@ -258,3 +258,19 @@ def test_coinbase_session_gives_the_fixture_ticks_once(tmp_path: Path) -> None:
     assert len([t for t in sink.ticks if isinstance(t, Trade)]) == 24
     assert feed.stats.duplicates == expect_parser.duplicates > 0
     assert [t.ts for t in sink.ticks] == sorted(t.ts for t in sink.ticks)
+    # the recording replays to the same ticks (the Coinbase frames, the connection mark)
+    replayed, rs = _replay(sorted(tmp_path.glob("coinbase_*.gz")), tolerance_ns=60 * NS)
+    assert replayed == sink.ticks and rs.rejected == 0
+
+
+def test_coinbase_replay_restarts_the_sequence_where_a_connection_opened(tmp_path: Path) -> None:
+    """Catches a replay that reads a reconnect's restarted sequence_num as repeats (and drops
+    their quotes) where the live connector, told of the new connection, did not."""
+    served = list(load_frames([COINBASE_FIXTURE], "coinbase"))
+    sim = Simulator(iter(served), "coinbase", speed=20, faults=Faults(close_after=10))
+    feed, sink = asyncio.run(
+        _session(sim, CoinbaseVenue(), ["BTC-USD", "ETH-USD"], tmp_path, reorder_ms=60_000)
+    )
+    assert feed.stats.connects == 2 and feed.stats.gaps == 0
+    replayed, _ = _replay(sorted(tmp_path.glob("coinbase_*.gz")), tolerance_ns=60 * NS)
+    assert replayed == sink.ticks
