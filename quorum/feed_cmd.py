@@ -306,6 +306,15 @@ def live(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the final summary here")
     ] = None,
+    stop_when_quiet: Annotated[
+        float | None,
+        typer.Option(
+            "--stop-when-quiet",
+            min=0.5,
+            help="Stop once no frame came for this long (a simulator's replay has ended)",
+        ),
+    ] = None,
+    reorder_ms: ReorderOpt = 500.0,
 ) -> None:
     """The live loop: the feed, the worker and the paper agent under one command, with a
     terminal view; Ctrl-C (or --duration) stops them together and prints the paper result."""
@@ -334,6 +343,8 @@ def live(
         duration=duration,
         view=sys.stdout.isatty() if view is None else view,
         log_dir=log_dir,
+        stop_when_quiet=stop_when_quiet,
+        reorder_ms=reorder_ms,
     )
     summary = run_live(opts, runtime)
     text = orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode()

@@ -50,6 +50,8 @@ class LiveOptions:
     log_dir: Path = Path("out/live")
     quiet_s: float = 4.0  # nothing new for this long after the feed stopped: all processed
     rotate_s: float | None = None
+    stop_when_quiet: float | None = None  # stop once no frame came for this long (a replay)
+    reorder_ms: float = 500.0
 
 
 @dataclass
@@ -169,7 +171,9 @@ def run_live(opts: LiveOptions, runtime: RuntimeConfig) -> dict[str, Any]:
     recorder = Recorder(opts.record, venue.name) if opts.record is not None else None
     feed = Feed(
         venue,
-        FeedConfig(symbols=opts.symbols, url=opts.url, rotate_s=opts.rotate_s),
+        FeedConfig(
+            symbols=opts.symbols, url=opts.url, rotate_s=opts.rotate_s, reorder_ms=opts.reorder_ms
+        ),
         sink,
         recorder=recorder,
     )
@@ -207,9 +211,19 @@ def run_live(opts: LiveOptions, runtime: RuntimeConfig) -> dict[str, Any]:
         live = Live(_view(feed, watch, opts), refresh_per_second=2) if opts.view else None
         with live if live is not None else contextlib.nullcontext():
             last_acct = 0.0
+            frames, frames_at = -1, time.monotonic()
             while not stop.is_set():
                 await asyncio.sleep(0.5)
                 read_signals()
+                if feed.stats.frames != frames:
+                    frames, frames_at = feed.stats.frames, time.monotonic()
+                elif (
+                    opts.stop_when_quiet is not None
+                    and frames > 0
+                    and time.monotonic() - frames_at >= opts.stop_when_quiet
+                ):
+                    log.warning("no frame for %.1f s: stopping", opts.stop_when_quiet)
+                    stop.set()
                 for name, proc, _ in children:
                     if proc.poll() is not None:
                         log.error("%s exited (code %s): stopping", name, proc.returncode)

@@ -24,7 +24,7 @@ done
 view=--no-view
 [[ -t 1 ]] && view=--view
 .venv/bin/quorum live --venue binance --symbols BTCUSDT,ETHUSDT --url "$url/stream" \
-    --duration 60 --record "$out/recording" --log-dir "$out" --json "$out/summary.json" \
+    --duration 90 --stop-when-quiet 3 --record "$out/recording" --log-dir "$out" --json "$out/summary.json" \
     "$view" >/dev/null
 .venv/bin/python - "$out/summary.json" <<'PY'
 import json, sys

@@ -563,11 +563,17 @@ class Feed:
 
     # --- frames ------------------------------------------------------------------------------
     async def _process(self) -> None:
+        n = 0
         while True:
             recv_ns, raw, conn = await self._frames.get()
             self._route(recv_ns, raw, conn)
+            n += 1
             if self._frames.empty():
                 self.sink.poll()
+            elif n % 64 == 0:
+                # a get() from a non-empty queue never yields: let the connections read (and
+                # stamp their receive times) while a backlog is worked off
+                await asyncio.sleep(0)
 
     def _route(self, recv_ns: int, raw: bytes | None, conn: _Conn) -> None:
         """During a rotation, hold the new connection's frames until the old one has

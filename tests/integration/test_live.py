@@ -23,8 +23,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 
 FULL_SAMPLE = sorted((ROOT / "data" / "binance" / "spot").glob("*.gz"))
 SECRET = "live-integration-secret-0123"
-# 11 minutes in ~22 s, one reconnect with 200 frames re-sent after it
-FAULT = ("--port", "0", "--speed", "30", "--close-after", "40000", "--repeat", "200")
+# 11 minutes in ~33 s, one reconnect with 200 frames re-sent after it
+FAULT = ("--port", "0", "--speed", "20", "--close-after", "40000", "--repeat", "200")
 
 
 def test_a_live_session_trades_exactly_as_the_backtest_of_its_recording(
@@ -52,7 +52,10 @@ def test_a_live_session_trades_exactly_as_the_backtest_of_its_recording(
         live = subprocess.run(
             [
                 *(sys.executable, "-m", "quorum.cli", "live", "--url", m.group(1) + "/stream"),
-                *("--record", str(rec), "--duration", "40", "--no-view", "--account", "it"),
+                *("--record", str(rec), "--stop-when-quiet", "3", "--duration", "240"),
+                # the reader's own tolerance: a loaded machine (CI, coverage) delays receive
+                # stamps, and a quote stamped late makes the trades after it late
+                *("--no-view", "--account", "it", "--reorder-ms", "2000"),
                 *("--log-dir", str(tmp_path / "live"), "--json", str(summary_path)),
             ],
             cwd=ROOT,
@@ -71,8 +74,7 @@ def test_a_live_session_trades_exactly_as_the_backtest_of_its_recording(
     summary: dict[str, Any] = orjson.loads(summary_path.read_bytes())
     feed = summary["feed"]
     # the fault happened and cost nothing: a reconnect, the 200 repeats dropped, no gap
-    # (once the recording is served the watchdog reconnects to a silent feed: more connects)
-    assert feed["connects"] == 2 + feed["stale"] and feed["duplicates"] == 200, feed
+    assert feed["connects"] == 2 and feed["stale"] == 0 and feed["duplicates"] == 200, feed
     assert feed["gaps"] == 0 and feed["rejects"] == 0
     assert feed["ticks"] == 166_351  # every trade and quote of the sample, once
     assert summary["children"] == {"worker": 0, "paper": 0}
