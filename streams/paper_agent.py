@@ -13,8 +13,9 @@ checkpoints at start, and the first one's next checkpoint is refused
 (:class:`streams.redis_store.StateFencedError`), so it stops.
 
 Control commands (``quorum paper halt|resume|flatten``) are appended to a Redis stream; the
-agent applies them between batches and checkpoints at once, so a halt is durable before any
-further input is applied, and a restart keeps it.
+agent applies them between batches, between two checkpoints: the one before pins the input
+position it applies at (a crash in between re-applies it from there), the one after makes it
+durable before any further input is applied, and a restart keeps it.
 
 The merger (``agents.paper_merge``) holds each event until no partition can still deliver an
 earlier one; a partition that has reached its end (Kafka's partition EOF) and stayed there for
@@ -420,12 +421,17 @@ class PaperAgent:
         self._since_checkpoint += 1
 
     def _control(self, outputs: Outputs) -> None:
-        """Apply queued commands in order, each made durable by a checkpoint at once."""
+        """Apply queued commands in order. A checkpoint just before a command pins where it
+        applies (a crash before the next one re-applies it from exactly there, so no input is
+        decided differently), and one just after makes it durable; only then is it logged as
+        applied."""
         assert self.state is not None
         st = self.state
         for rid_s, f in queued_commands(self.store, self.account, st.control_id, count=100):
             cmd = f.get("cmd", "")
             session = st.session
+            if self._since_checkpoint:
+                self.checkpoint(outputs, f"before {cmd}")
             if cmd == "halt":
                 session.trader.halt()
             elif cmd == "resume":
@@ -448,6 +454,7 @@ class PaperAgent:
                 sent = float(f.get("at", "nan"))
             except ValueError:
                 sent = float("nan")
+            self.checkpoint(outputs, cmd)
             log.info(
                 "applied %s from %s (command %s) at event time %s, %.0f ms after it was sent",
                 cmd,
@@ -456,7 +463,6 @@ class PaperAgent:
                 session.last_ts,
                 (time.time() - sent) * 1e3,
             )
-            self.checkpoint(outputs, cmd)
 
 
 def iter_fills(
