@@ -21,6 +21,7 @@ from agents.voting import Decision, Scored
 from config.paper import PaperConfig
 from config.settings import PipelineConfig, load_config
 from models.records import Action, Reject, Signal, Tick, Trade
+from quorum.audit_run import DEFAULT_SIGNAL_EVERY, AuditWriter
 from quorum.metrics import BinaryScore, Decimator, RollingAccuracy
 from quorum.paper_run import open_session
 from quorum.stats import ReliabilityHistogram
@@ -280,11 +281,14 @@ def run_backtest(
     on_scored: ScoredHook | None = None,
     trades_only: bool = False,
     paper: PaperConfig | None = None,
+    audit_signal_every: int = DEFAULT_SIGNAL_EVERY,
 ) -> BacktestResult:
     """Run the pipeline over recorded ticks and score it.
 
     ``config`` is a validated config, a YAML path, or None for the packaged default.
-    With ``out_dir``, the four output files are written there. ``keep_signals=False`` keeps
+    With ``out_dir``, the output files are written there, with ``audit.jsonl`` (the run's
+    hash-chained record; every ``audit_signal_every``-th signal in full; its head in
+    ``report.json``). ``keep_signals=False`` keeps
     memory flat on long runs (the signals are still written to ``signals.jsonl``).
     ``prefetch`` parses the input in a child process, overlapping it with the pipeline; the
     ticks, their order and the rejects are the same either way.
@@ -310,10 +314,13 @@ def run_backtest(
 
     sig_file: IO[bytes] | None = None
     rej_file: IO[bytes] | None = None
+    audit: AuditWriter | None = None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         sig_file = (out / "signals.jsonl").open("wb")
         rej_file = (out / "rejects.jsonl").open("wb")
+        audit = AuditWriter(out / "audit.jsonl", cfg, audit_signal_every)
+        audit.start(files)
     session, paper_sink = (
         open_session(paper, tuple(cfg.trigger), out) if paper is not None else (None, None)
     )
@@ -324,6 +331,7 @@ def run_backtest(
 
     first_ts: int | None = None
     last_ts = 0
+    audit_head: dict[str, Any] | None = None
     strip = StripStats()
     t0 = time.perf_counter()
     try:
@@ -346,6 +354,8 @@ def run_backtest(
             if first_ts is None:
                 first_ts = tick.ts
             last_ts = tick.ts
+            if audit is not None:
+                audit.tick(tick.symbol, tick.ts)
             if isinstance(tick, Trade):
                 board.tick(tick.symbol, True, tick.price)
             else:
@@ -362,7 +372,10 @@ def run_backtest(
                     for sc in decision.scored:
                         on_scored(sc)
                 if sig_file is not None:
-                    sig_file.write(encode_signal(decision.signal) + b"\n")
+                    line = encode_signal(decision.signal) + b"\n"
+                    sig_file.write(line)
+                    if audit is not None:
+                        audit.signal(decision.signal, line)
                 if keep_signals:
                     signals.append(decision.signal)
             if progress is not None and n % 10_000 == 0:
@@ -371,7 +384,10 @@ def run_backtest(
             session.finish()
         if progress is not None:
             progress(n)
+        audit_head = audit.end(n, last_ts) if audit is not None else None
     finally:
+        if audit is not None:
+            audit.close()
         if paper_sink is not None:
             paper_sink.close()
         if sig_file is not None:
@@ -383,6 +399,8 @@ def run_backtest(
     report = _report(cfg, files, pipeline, board, stats, elapsed, first_ts, last_ts)
     if trades_only:
         report["trades_only"] = strip.as_dict()
+    if audit_head is not None:
+        report["audit"] = audit_head  # the chain's head, kept apart from the log it seals
     charts = board.charts_dict()
     if session is not None:
         report["paper"] = session.report()

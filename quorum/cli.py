@@ -16,6 +16,7 @@ from rich.table import Table
 
 from config.settings import ConfigError, load_config
 from models.factory import ModelConfigError
+from quorum.audit_cmd import audit_app
 from quorum.cli_common import ConfigOpt, console
 from quorum.cli_common import fail as _fail
 from quorum.cli_common import runtime_or_exit as _runtime
@@ -316,6 +317,7 @@ app.add_typer(state_app, name="state")
 app.add_typer(paper_app, name="paper")
 app.add_typer(feed_app, name="feed")
 app.command("live")(live)
+app.add_typer(audit_app, name="audit")
 topics_app = typer.Typer(help="The pipeline's Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 

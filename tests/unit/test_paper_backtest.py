@@ -32,6 +32,8 @@ def test_the_signals_do_not_change_when_they_are_paper_traded(
     run_backtest(FILE, out_dir=tmp_path, prefetch=False)
     assert (out / "signals.jsonl").read_bytes() == (tmp_path / "signals.jsonl").read_bytes()
     assert not (tmp_path / "fills.jsonl").exists()
+    # the audit log is deterministic too: same input and config, same bytes (and head)
+    assert (out / "audit.jsonl").read_bytes() == (tmp_path / "audit.jsonl").read_bytes()
 
 
 def test_every_fill_traces_to_an_order_and_a_signal_and_comes_after_the_latency(
