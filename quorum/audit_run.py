@@ -64,7 +64,10 @@ class AuditWriter:
     def start(self, files: list[Path]) -> None:
         cfg = self.cfg
         self._write("config_load", config_name=cfg.name, config_hash=cfg.config_hash(), ts=None)
-        inputs = [{"path": str(p), "bytes": p.stat().st_size} for p in files]
+        # a missing file is the reader's error to report (with its name), not ours
+        inputs = [
+            {"path": str(p), "bytes": p.stat().st_size if p.is_file() else None} for p in files
+        ]
         self._write("run_start", inputs=inputs, code=code_version(), ts=None)
 
     def tick(self, symbol: str, ts: int) -> None:
