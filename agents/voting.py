@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from config.settings import PipelineConfig
+from config.settings import PipelineConfig, VotingConfig
 from models.ensemble import Combiner, HedgeWeights, StackWeights
 from models.records import Action, Label, Signal, StageVote, Vote
 from models.state import MemoryStateStore, StateStore, state_key
@@ -187,3 +187,23 @@ class Voter:
             scored.append(Scored(symbol, seq, ts, up, action, p_ens, p_stages))
         st.weights.update_many(batch, now)
         return tuple(scored)
+
+
+def rederive(stages: Sequence[StageVote], cfg: VotingConfig) -> tuple[float, bool, Action]:
+    """(P(up), quorum met, action) of a signal from its receipt alone: the stages' votes and
+    weights, pooled by the same combiner the voter used (so the same bits), then the quorum
+    and the threshold. ``quorum explain`` checks a recorded signal against it."""
+    weights = {v.name: v.weight for v in stages}
+    combiner: Combiner = (
+        StackWeights(0.0, 0.0, 1, weights)
+        if cfg.method == "stack"
+        else HedgeWeights(0.0, 0.0, weights)
+    )
+    probs = {v.name: v.p_up for v in stages if v.p_up is not None}
+    quorum_met = len(probs) >= cfg.quorum
+    p_up = combiner.combine(probs) if quorum_met else 0.5
+    if quorum_met and p_up >= cfg.threshold:
+        return p_up, True, Action.BUY
+    if quorum_met and p_up <= 1.0 - cfg.threshold:
+        return p_up, True, Action.SELL
+    return p_up, quorum_met, Action.HOLD

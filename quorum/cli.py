@@ -20,6 +20,7 @@ from quorum.audit_cmd import audit_app
 from quorum.cli_common import ConfigOpt, console
 from quorum.cli_common import fail as _fail
 from quorum.cli_common import runtime_or_exit as _runtime
+from quorum.explain_cmd import explain
 from quorum.feed_cmd import feed_app, live
 from quorum.paper_cmd import paper_app
 from quorum.state_cmd import open_store, state_app
@@ -318,6 +319,7 @@ app.add_typer(paper_app, name="paper")
 app.add_typer(feed_app, name="feed")
 app.command("live")(live)
 app.add_typer(audit_app, name="audit")
+app.command("explain")(explain)
 topics_app = typer.Typer(help="The pipeline's Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 
