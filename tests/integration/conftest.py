@@ -101,6 +101,20 @@ def start_worker(prefix: str, tmp_path: Path) -> Iterator[Callable[..., subproce
         print("\n".join(lines[-40:]))
 
 
+def _high_watermark(consumer: Consumer, topic: str, partition: int) -> int:
+    """The partition's end offset, retried while the broker settles its leaders (a topic just
+    made can answer NOT_LEADER_FOR_PARTITION for a moment: CI saw it once)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            high: int = consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)[1]
+            return high
+        except KafkaException as e:
+            if not retryable(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def drain(rt: RuntimeConfig, topic: str, timeout: float = 15.0) -> list[tuple[int, bytes, bytes]]:
     """Every message on ``topic`` as (partition, key, value), in per-partition order."""
     consumer = Consumer(
@@ -113,9 +127,7 @@ def drain(rt: RuntimeConfig, topic: str, timeout: float = 15.0) -> list[tuple[in
     out: list[tuple[int, bytes, bytes]] = []
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        high = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1] for p in partitions
-        }
+        high = {p: _high_watermark(consumer, topic, p) for p in partitions}
         todo = {p for p, h in high.items() if h > 0}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         deadline = time.monotonic() + timeout
