@@ -15,13 +15,12 @@ from models.records import Reject, Tick
 from streams.codecs import encode_reject
 from streams.replay import (
     DEFAULT_PACK,
-    QUEUE_FULL_TIMEOUT_S,
     Pack,
-    ReplayError,
     TickPacker,
     _check_topics,
     _on_client_error,
     _raise_if_fatal,
+    produce_waiting,
     producer_config,
 )
 
@@ -57,30 +56,24 @@ class KafkaTickSink:
             self.errors += 1
             log.error("delivery to %s failed: %s", msg.topic(), err)
 
-    def _produce(self, topic: str, value: bytes, key: bytes | None, **kw: Any) -> None:
-        deadline = time.monotonic() + QUEUE_FULL_TIMEOUT_S
-        while True:
-            try:
-                self.producer.produce(topic, value, key, on_delivery=self._on_delivery, **kw)
-                return
-            except BufferError:
-                if time.monotonic() > deadline:
-                    raise ReplayError(
-                        f"producer queue stayed full for {QUEUE_FULL_TIMEOUT_S:.0f} s; is the "
-                        f"broker at {self.runtime.kafka.bootstrap} reachable?"
-                    ) from None
-                self.producer.poll(0.1)
-                _raise_if_fatal(self._fatal)
+    def _produce(
+        self, topic: str, value: bytes, key: bytes | None, partition: int | None = None, ts: int = 0
+    ) -> None:
+        produce_waiting(
+            self.producer,
+            topic,
+            value,
+            key,
+            on_delivery=self._on_delivery,
+            fatal=self._fatal,
+            bootstrap=self.runtime.kafka.bootstrap,
+            timestamp_ms=ts,
+            partition=partition,
+        )
 
     def _send(self, packs: list[Pack]) -> None:
         for pk in packs:
-            self._produce(
-                self.ticks_topic,
-                pk.value,
-                pk.key,
-                partition=pk.partition,
-                timestamp=pk.timestamp_ms,
-            )
+            self._produce(self.ticks_topic, pk.value, pk.key, pk.partition, pk.timestamp_ms)
             self.produced += pk.ticks
 
     def tick(self, tick: Tick) -> None:

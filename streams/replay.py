@@ -307,31 +307,18 @@ def replay(
         timestamp_ms: int = 0,
         partition: int | None = None,
     ) -> None:
-        deadline: float | None = None
-        while True:
-            try:
-                if partition is None:  # librdkafka's murmur2 places it by key
-                    p.produce(topic, value, key, on_delivery=on_delivery, timestamp=timestamp_ms)
-                else:
-                    p.produce(
-                        topic,
-                        value,
-                        key,
-                        partition=partition,
-                        on_delivery=on_delivery,
-                        timestamp=timestamp_ms,
-                    )
-                return
-            except BufferError:
-                # the local queue is full: serve delivery reports to free room, then retry
-                deadline = deadline or clock() + QUEUE_FULL_TIMEOUT_S
-                if clock() > deadline:
-                    raise ReplayError(
-                        f"producer queue stayed full for {QUEUE_FULL_TIMEOUT_S:.0f} s; "
-                        f"is the broker at {runtime.kafka.bootstrap} reachable?"
-                    ) from None
-                p.poll(0.1)
-                _raise_if_fatal(fatal)
+        produce_waiting(
+            p,
+            topic,
+            value,
+            key,
+            on_delivery=on_delivery,
+            fatal=fatal,
+            bootstrap=runtime.kafka.bootstrap,
+            timestamp_ms=timestamp_ms,
+            partition=partition,
+            clock=clock,
+        )
 
     def send_rejects() -> None:
         for r in held:
@@ -424,6 +411,48 @@ def replay(
         records=records - record_errors,
         pack=pack,
     )
+
+
+def produce_waiting(
+    p: Producer,
+    topic: str,
+    value: bytes,
+    key: bytes | None,
+    *,
+    on_delivery: Callable[[KafkaError | None, Message], None],
+    fatal: list[KafkaError],
+    bootstrap: str,
+    timestamp_ms: int = 0,
+    partition: int | None = None,
+    clock: Clock = time.monotonic,
+) -> None:
+    """Produce one record; while librdkafka's queue is full, serve delivery reports to free
+    room and retry, for at most :data:`QUEUE_FULL_TIMEOUT_S` (then :class:`ReplayError`), and
+    stop at once on a fatal client error."""
+    deadline: float | None = None
+    while True:
+        try:
+            if partition is None:  # librdkafka's murmur2 places it by key
+                p.produce(topic, value, key, on_delivery=on_delivery, timestamp=timestamp_ms)
+            else:
+                p.produce(
+                    topic,
+                    value,
+                    key,
+                    partition=partition,
+                    on_delivery=on_delivery,
+                    timestamp=timestamp_ms,
+                )
+            return
+        except BufferError:
+            deadline = deadline or clock() + QUEUE_FULL_TIMEOUT_S
+            if clock() > deadline:
+                raise ReplayError(
+                    f"producer queue stayed full for {QUEUE_FULL_TIMEOUT_S:.0f} s; "
+                    f"is the broker at {bootstrap} reachable?"
+                ) from None
+            p.poll(0.1)
+            _raise_if_fatal(fatal)
 
 
 def _ticks_in(value: bytes) -> int:
