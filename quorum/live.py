@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
@@ -31,6 +31,7 @@ from rich.table import Table
 from config.runtime import RuntimeConfig
 from streams.feed import VENUES, Feed, FeedConfig, Recorder
 from streams.feed_kafka import KafkaTickSink
+from streams.topics import end_offsets
 
 log = logging.getLogger("quorum.live")
 
@@ -69,22 +70,6 @@ def _child(args: list[str], log_path: Path) -> tuple[subprocess.Popen[bytes], IO
         [sys.executable, "-m", "quorum.cli", *args], stdout=out, stderr=subprocess.STDOUT
     )
     return proc, out
-
-
-def _watermarks(consumer: Consumer, topic: str, partitions: int) -> tuple[int, ...]:
-    """The end offset of every partition (retried a while: new topics take a moment to have
-    leaders that answer)."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            return tuple(
-                consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
-                for p in range(partitions)
-            )
-        except KafkaException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def _account(runtime: RuntimeConfig, account: str) -> dict[str, Any] | None:
@@ -188,7 +173,7 @@ def run_live(opts: LiveOptions, runtime: RuntimeConfig) -> dict[str, Any]:
     )
     n_parts = len(consumer.list_topics(signals_topic, timeout=10).topics[signals_topic].partitions)
     # from the end as it is now (resolved here, not at the first read, which comes later)
-    ends = _watermarks(consumer, signals_topic, n_parts)
+    ends = end_offsets(consumer, signals_topic, range(n_parts))
     consumer.assign([TopicPartition(signals_topic, p, ends[p]) for p in range(n_parts)])
 
     def read_signals() -> None:
@@ -239,7 +224,7 @@ def run_live(opts: LiveOptions, runtime: RuntimeConfig) -> dict[str, Any]:
             while time.monotonic() - quiet_since < opts.quiet_s:
                 await asyncio.sleep(0.5)
                 read_signals()
-                now_marks = _watermarks(consumer, signals_topic, n_parts)
+                now_marks = end_offsets(consumer, signals_topic, range(n_parts))
                 now_inputs = None
                 if opts.paper:
                     watch.account = await asyncio.to_thread(_account, runtime, opts.account)
@@ -270,16 +255,7 @@ def run_live(opts: LiveOptions, runtime: RuntimeConfig) -> dict[str, Any]:
         "venue": opts.venue,
         "symbols": opts.symbols,
         "feed": {
-            "frames": st.frames,
-            "ticks": st.ticks,
-            "rejects": st.rejects,
-            "duplicates": st.duplicates,
-            "gaps": st.gaps,
-            "missing_ids": st.missing,
-            "connects": st.connects,
-            "stale": st.stale,
-            "rotations": st.rotations,
-            "clock_offset_ns": st.offset_ns,
+            **st.counts(),
             "recorded": [str(p) for p in recorder.files] if recorder else [],
         },
         "signals": dict(watch.actions),

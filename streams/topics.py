@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.admin._metadata import ClusterMetadata
@@ -194,3 +195,22 @@ def _warn_on_retention(admin: AdminClient, runtime: RuntimeConfig, names: list[s
                 )
     except (KafkaException, TimeoutError) as e:
         log.debug("could not read topic configs: %s", e)
+
+
+def end_offsets(
+    consumer: Consumer, topic: str, partitions: Iterable[int], timeout_s: float = 30.0
+) -> tuple[int, ...]:
+    """The end (high watermark) offset of each partition, retried while the error is
+    transient: a topic just made can answer NOT_LEADER_FOR_PARTITION for a moment."""
+    parts = tuple(partitions)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return tuple(
+                int(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1])
+                for p in parts
+            )
+        except KafkaException as e:
+            if not retryable(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -23,7 +23,7 @@ from confluent_kafka import (
 
 from config.runtime import RuntimeConfig
 from quorum.services import ServiceConfig, down, status, up
-from streams.topics import admin_client, ensure_topics, retryable
+from streams.topics import admin_client, end_offsets, ensure_topics, retryable
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,20 +101,6 @@ def start_worker(prefix: str, tmp_path: Path) -> Iterator[Callable[..., subproce
         print("\n".join(lines[-40:]))
 
 
-def _high_watermark(consumer: Consumer, topic: str, partition: int) -> int:
-    """The partition's end offset, retried while the broker settles its leaders (a topic just
-    made can answer NOT_LEADER_FOR_PARTITION for a moment: CI saw it once)."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            high: int = consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)[1]
-            return high
-        except KafkaException as e:
-            if not retryable(e) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 def drain(rt: RuntimeConfig, topic: str, timeout: float = 15.0) -> list[tuple[int, bytes, bytes]]:
     """Every message on ``topic`` as (partition, key, value), in per-partition order."""
     consumer = Consumer(
@@ -127,7 +113,7 @@ def drain(rt: RuntimeConfig, topic: str, timeout: float = 15.0) -> list[tuple[in
     out: list[tuple[int, bytes, bytes]] = []
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        high = {p: _high_watermark(consumer, topic, p) for p in partitions}
+        high = dict(zip(partitions, end_offsets(consumer, topic, partitions), strict=True))
         todo = {p for p, h in high.items() if h > 0}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         deadline = time.monotonic() + timeout
