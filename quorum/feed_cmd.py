@@ -8,11 +8,14 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from quorum.cli_common import ConfigOpt, config_or_exit, console, fail
+
+if TYPE_CHECKING:
+    from streams.feed import Feed
 
 feed_app = typer.Typer(
     help="Live market data: venue connectors into the ticks topic, and a local simulator.",
@@ -105,44 +108,15 @@ def run_feed(
         reporter.cancel()
 
     asyncio.run(main())
-    st = feed.stats
-    log.info(
-        "stopped %s: %d frames, %d ticks, %d rejects, %d duplicates, %d gaps (%d ids missing), "
-        "%d late, %d connects, %d stale, %d rotations, clock offset %s ns%s",
-        venue.name,
-        st.frames,
-        st.ticks,
-        st.rejects,
-        st.duplicates,
-        st.gaps,
-        st.missing,
-        st.late,
-        st.connects,
-        st.stale,
-        st.rotations,
-        st.offset_ns,
-        f"; recorded {', '.join(map(str, recorder.files))}" if recorder else "",
-    )
+    recorded = f"; recorded {', '.join(map(str, recorder.files))}" if recorder else ""
+    log.info("stopped %s: %s%s", venue.name, feed.stats.summary(), recorded)
 
 
-async def _report(feed: object, stop: asyncio.Event, log: logging.Logger) -> None:
+async def _report(feed: Feed, stop: asyncio.Event, log: logging.Logger) -> None:
     """A status line every 10 s (the full record goes to the feed.status topic every second)."""
-    from streams.feed import Feed
-
-    assert isinstance(feed, Feed)
     while not stop.is_set():
         await asyncio.sleep(10)
-        st = feed.stats
-        log.info(
-            "%s: %d ticks, %d rejects, %d duplicates, %d gaps, %d stale, offset %s ns",
-            st.venue,
-            st.ticks,
-            st.rejects,
-            st.duplicates,
-            st.gaps,
-            st.stale,
-            st.offset_ns,
-        )
+        log.info("%s: %s", feed.stats.venue, feed.stats.summary())
 
 
 @feed_app.command("binance")

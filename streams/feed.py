@@ -314,6 +314,30 @@ class FeedStats:
     latencies_ns: list[int] = field(default_factory=list)  # frame to tick, since last status
     last_gap: str | None = None
 
+    def counts(self) -> dict[str, Any]:
+        """The feed's counters so far (the status record's, the live summary's, the logs')."""
+        return {
+            "connects": self.connects,
+            "disconnects": self.disconnects,
+            "stale": self.stale,
+            "rotations": self.rotations,
+            "shutdowns": self.shutdowns,
+            "frames": self.frames,
+            "ticks": self.ticks,
+            "rejects": self.rejects,
+            "duplicates": self.duplicates,
+            "gaps": self.gaps,
+            "missing_ids": self.missing,
+            "last_gap": self.last_gap,
+            "late": self.late,
+            "venue_errors": self.errors,
+            "clock_offset_ns": self.offset_ns,
+        }
+
+    def summary(self) -> str:
+        """The counters as one log line."""
+        return ", ".join(f"{k} {v}" for k, v in self.counts().items() if v is not None)
+
     def status(self, wall_ns: int, elapsed_s: float, connected: int, held: int) -> dict[str, Any]:
         """The status record; rates and latencies cover the ``elapsed_s`` since the last."""
         lat = sorted(self.latencies_ns)
@@ -330,21 +354,7 @@ class FeedStats:
             "venue": self.venue,
             "wall_ns": wall_ns,
             "connected": connected,
-            "connects": self.connects,
-            "disconnects": self.disconnects,
-            "stale": self.stale,
-            "rotations": self.rotations,
-            "shutdowns": self.shutdowns,
-            "frames": self.frames,
-            "ticks": self.ticks,
-            "rejects": self.rejects,
-            "duplicates": self.duplicates,
-            "gaps": self.gaps,
-            "missing_ids": self.missing,
-            "last_gap": self.last_gap,
-            "late": self.late,
-            "venue_errors": self.errors,
-            "clock_offset_ns": self.offset_ns,
+            **self.counts(),
             "held": held,
             "ticks_per_s": rates,
             "frame_to_tick_ms": {"p50": q(0.5), "p99": q(0.99), "n": len(lat)},
