@@ -91,7 +91,7 @@ class AuditWriter:
         recorded in full, with each stage's vote and weight."""
         self._signals += 1
         self._sig_hash.update(line)
-        if self._signals % self.signal_every == 1 or self.signal_every == 1:
+        if (self._signals - 1) % self.signal_every == 0:  # the 1st, then every n-th
             self._write(
                 "signal",
                 id=s.id,
