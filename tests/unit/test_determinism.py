@@ -15,10 +15,17 @@ from streams.codecs import decode_signal, encode_signal
 from tests.conftest import SAMPLE_FILES
 
 
+#: The first 45 s of the fixture (1,603 signals): enough to mix symbols, warm-ups and outcomes,
+#: at a third of the full fixture's cost (these tests run several backtests each).
+END = 1_723_161_300_000_000_000
+
+
 def test_two_runs_write_identical_signal_files(tmp_path: Path) -> None:
-    a = run_backtest(SAMPLE_FILES, out_dir=tmp_path / "a")
+    a = run_backtest(SAMPLE_FILES, out_dir=tmp_path / "a", end_ns=END)
     # the second run in one process: as shipped (prefetch child) and in-process agree too
-    b = run_backtest(SAMPLE_FILES, out_dir=tmp_path / "b", keep_signals=False, prefetch=False)
+    b = run_backtest(
+        SAMPLE_FILES, out_dir=tmp_path / "b", keep_signals=False, prefetch=False, end_ns=END
+    )
     sa = (tmp_path / "a" / "signals.jsonl").read_bytes()
     assert sa == (tmp_path / "b" / "signals.jsonl").read_bytes()
     lines = sa.splitlines()
@@ -39,9 +46,8 @@ def test_two_runs_write_identical_signal_files(tmp_path: Path) -> None:
 
 
 def test_signal_ids_depend_on_config(tmp_path: Path) -> None:
-    end = 1_723_161_300_000_000_000
-    a = run_backtest(SAMPLE_FILES, end_ns=end, prefetch=False)
-    b = run_backtest(SAMPLE_FILES, end_ns=end, horizon_s=2.0, prefetch=False)
+    a = run_backtest(SAMPLE_FILES, end_ns=END, prefetch=False)
+    b = run_backtest(SAMPLE_FILES, end_ns=END, horizon_s=2.0, prefetch=False)
     assert a.signals and len(a.signals) == len(b.signals)
     assert {s.id for s in a.signals}.isdisjoint({s.id for s in b.signals})
 
@@ -56,8 +62,8 @@ def test_separate_processes_with_different_hash_seeds_agree(tmp_path: Path) -> N
     procs = []
     for seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        cmd = [sys.executable, "-m", "quorum.cli", "backtest", str(SAMPLE_FILES[0])]
-        cmd += ["--out", str(tmp_path / seed)]
+        cmd = [sys.executable, "-m", "quorum.cli", "backtest", *map(str, SAMPLE_FILES)]
+        cmd += ["--end", str(END), "--out", str(tmp_path / seed)]
         procs.append(
             subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         )
