@@ -17,7 +17,7 @@ from agents.stage import Stage, StageState
 from agents.voting import Decision, Voter
 from config.settings import PipelineConfig
 from models.labels import Labeler
-from models.records import Label, Outcome, Tick, Vote
+from models.records import Label, ModelEvent, Outcome, Tick, Vote
 from models.state import MemoryStateStore, StateStore, state_key
 
 #: State owner of the fused path's shared labels (one labeler per symbol for every stage).
@@ -51,7 +51,9 @@ class Pipeline:
     ) -> None:
         self.cfg = cfg
         self.store: StateStore = store if store is not None else MemoryStateStore()
-        self.stages = [Stage(s, cfg, self.store) for s in cfg.stages]
+        #: model events (drift alarms, resets) not yet taken by the driver
+        self.events: list[ModelEvent] = []
+        self.stages = [Stage(s, cfg, self.store, self.events) for s in cfg.stages]
         self.stage_names = tuple(s.name for s in self.stages)
         self.voter = Voter(cfg, self.store)
         self._join: VoteJoin | None = None
@@ -84,6 +86,8 @@ class Pipeline:
                     up = label is Label.UP
                     for stage, st, example in zip(stages, states, pending.payload, strict=True):
                         stage.learn(st, example, up)
+                        if st.drift is not None:
+                            stage.watch(st, tick.symbol, pending.deadline, example, label, tick.ts)
         ref = labels.ref
         ref.update(tick)
         price = ref.value
@@ -94,11 +98,15 @@ class Pipeline:
             return None
         seq = states[0].seq
         examples = []
-        votes = []
+        votes: list[tuple[str, str, int, float | None, str | None]] = []
         for stage, st in zip(self.stages, states, strict=True):
-            x, raw, p_up = stage.predict(st)
-            examples.append((x, raw))
-            votes.append((stage.name, stage.model_id, st.learned, p_up))
+            example = stage.predict(st)
+            examples.append(example)
+            if st.drift is None:
+                votes.append((stage.name, stage.model_id, st.learned, example[2], None))
+            else:
+                p_up = None if st.drift.muted else example[2]
+                votes.append((stage.name, stage.model_id, st.learned, p_up, st.drift_mark()))
         labels.add(seq, tick.ts, tuple(examples))
         unsent = states[0].unsent
         outcomes = [(o.seq, o.label) for o in unsent]
@@ -129,6 +137,14 @@ class Pipeline:
     def labels(self, symbol: str) -> Labeler:
         """The fused path's shared labeler of ``symbol`` (pending and dropped labels)."""
         return self.load(symbol).labels
+
+    def take_events(self) -> list[ModelEvent]:
+        """The model events since the last call (the driver audits them), oldest first."""
+        if not self.events:
+            return []
+        out = list(self.events)
+        self.events.clear()
+        return out
 
     # --- split: stages apart, joined before the voter ---------------------------------------------
 

@@ -111,7 +111,7 @@ class Voter:
             first.symbol,
             first.seq,
             first.ts,
-            [(v.stage, v.model, v.version, v.p_up) for v in ordered],
+            [(v.stage, v.model, v.version, v.p_up, v.drift) for v in ordered],
             sorted(outcomes.items()),
             missing,
         )
@@ -121,18 +121,18 @@ class Voter:
         symbol: str,
         seq: int,
         ts: int,
-        votes: Sequence[tuple[str, str, int, float | None]],
+        votes: Sequence[tuple[str, str, int, float | None, str | None]],
         outcomes: Sequence[tuple[int, Label]],
         missing: tuple[str, ...] = (),
     ) -> Decision:
         """The voter's one code path, for both topologies: learn from ``outcomes`` (seq order),
-        then combine ``votes`` — (stage, model id, version, P(up)) in config order — into an
+        then combine ``votes`` — (stage, model id, version, P(up), drift) in config order — into an
         explained signal. The fused kernel calls it directly, without building Vote records.
         """
         st = self._live.get(symbol) or self.state(symbol)
         scored = self._learn(st, symbol, ts, outcomes) if outcomes else ()
 
-        probs = {name: p for name, _, _, p in votes if p is not None}
+        probs = {v[0]: v[3] for v in votes if v[3] is not None}
         quorum_met = len(probs) >= self.cfg.quorum
         p_up = st.weights.combine(probs) if quorum_met else 0.5
         thr = self.cfg.threshold
@@ -143,14 +143,15 @@ class Voter:
         else:
             action = Action.HOLD
 
-        st.pending[seq] = (ts, action, p_up, {name: p for name, _, _, p in votes})
+        st.pending[seq] = (ts, action, p_up, {v[0]: v[3] for v in votes})
         if len(st.pending) > self.cfg.max_pending:
             st.pending.popitem(last=False)
             st.dropped += 1
 
         weights = st.weights.weights
         receipt = tuple(
-            StageVote(name, model, version, p, weights[name]) for name, model, version, p in votes
+            StageVote(name, model, version, p, weights[name], drift)
+            for name, model, version, p, drift in votes
         )
         signal = Signal(
             id=signal_id(self.config_hash, symbol, seq, ts),

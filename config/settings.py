@@ -88,6 +88,36 @@ class ReaderConfig(_Frozen):
     reorder_tolerance_ms: int = Field(default=2_000, ge=0)
 
 
+class DriftConfig(_Frozen):
+    """A drift detector on each stage's skill over a coin, per symbol, and what an alarm does.
+
+    The detector sees one value per horizon block of event time (the block's mean skill,
+    standardised by the first ``warmup_blocks`` blocks): outcomes within one horizon share
+    their price path, so only block means are close to independent.
+    """
+
+    detector: Literal["adwin", "page_hinkley"] = "page_hinkley"
+    # the target: false alarms per block on a stationary stream (sets ADWIN's delta, or the
+    # Page-Hinkley threshold by Siegmund's approximation of the in-control run length)
+    false_alarm_rate: float = Field(default=0.001, gt=0, lt=0.5)
+    allowance: float = Field(
+        default=0.25, gt=0, description="page_hinkley: drift per block ignored, in block s.d."
+    )
+    warmup_blocks: int = Field(default=50, ge=5)
+    action: Literal["alert", "mute", "reset"] = Field(
+        default="alert",
+        description="alert: audit only; mute: abstain until the skill recovers; reset: new model",
+    )
+    recover_blocks: int = Field(
+        default=20,
+        ge=1,
+        description="blocks of the materiality test; mute: unmute once they beat a coin",
+    )
+    min_drop: float = Field(
+        default=0.005, ge=0, description="nats: an alarm's recent skill is this far below μ₀"
+    )
+
+
 class PipelineConfig(_Frozen):
     name: str = "quorum"
     seed: int = 42
@@ -97,6 +127,7 @@ class PipelineConfig(_Frozen):
     stages: tuple[StageConfig, ...]
     voting: VotingConfig = VotingConfig()
     reader: ReaderConfig = ReaderConfig()
+    drift: DriftConfig | None = None  # None: no detector (and no key in the config hash)
     # Where the services are; never part of the hash, so addresses cannot change signal ids.
     runtime: RuntimeConfig = RuntimeConfig()
 
@@ -123,6 +154,8 @@ class PipelineConfig(_Frozen):
     def config_hash(self) -> str:
         """Stable hash of every setting that can change a signal (so not ``runtime``)."""
         data = self.model_dump(mode="json", exclude={"runtime"})
+        if data.get("drift") is None:  # configs from before drift monitoring keep their hash
+            data.pop("drift", None)
         blob = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(blob).hexdigest()[:16]
 

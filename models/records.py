@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 Side = Literal["buy", "sell"]
 
@@ -89,6 +89,7 @@ class Vote:
     ts: int
     p_up: float | None
     outcomes: tuple[Outcome, ...] = ()
+    drift: str | None = None  # "alarm" on the vote after a drift alarm, "muted" while muted
 
 
 @dataclass(slots=True)
@@ -100,6 +101,7 @@ class StageVote:
     version: int
     p_up: float | None
     weight: float
+    drift: str | None = None  # the stage's drift state: None, "alarm" (just fired) or "muted"
 
 
 @dataclass(slots=True)
@@ -127,3 +129,15 @@ class Reject:
     line: int
     reason: str
     raw: str = ""
+
+
+@dataclass(slots=True)
+class ModelEvent:
+    """Something that happened to one stage's model for one symbol, at event time ``ts``:
+    a drift alarm, a reset, a mute or an unmute. The audit log records each."""
+
+    kind: str
+    stage: str
+    symbol: str
+    ts: int
+    detail: dict[str, Any]

@@ -2,8 +2,10 @@
 
 Deterministic like ``signals.jsonl`` (event times only, no wall clock): the same input and
 config give the same bytes and the same head. Records: the config loaded (with its hash), the
-run's inputs, each stage model created per symbol (with its id), every ``signal_every``-th
-signal, and the run's end (counts and the sha256 of ``signals.jsonl``).
+run's inputs, each stage model created per symbol (with its id), every model event (drift
+alarm, mute, unmute, reset), every ``signal_every``-th signal and every signal whose receipt
+reports a drift alarm, each model's final state (learned count, resets, alarms), and the run's
+end (counts and the sha256 of ``signals.jsonl``). ``quorum models`` reads the model records.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from typing import IO, Any
 
 import orjson
 
+from agents.pipeline import Pipeline
 from config.settings import PipelineConfig, StageConfig
 from models.audit import AuditChain
-from models.records import Signal
+from models.factory import model_id as receipt_model_id
+from models.records import ModelEvent, Signal
 
 DEFAULT_SIGNAL_EVERY = 100
 
@@ -81,6 +85,7 @@ class AuditWriter:
                 stage=stage.name,
                 symbol=symbol,
                 model_id=model_id(self.cfg, stage, symbol),
+                receipt_model=receipt_model_id(stage),
                 model=stage.model.model_dump(mode="json"),
                 seed=self.cfg.seed,
                 ts=ts,
@@ -91,7 +96,8 @@ class AuditWriter:
         recorded in full, with each stage's vote and weight."""
         self._signals += 1
         self._sig_hash.update(line)
-        if (self._signals - 1) % self.signal_every == 0:  # the 1st, then every n-th
+        sampled = (self._signals - 1) % self.signal_every == 0  # the 1st, then every n-th
+        if sampled or any(v.drift == "alarm" for v in s.stages):
             self._write(
                 "signal",
                 id=s.id,
@@ -99,8 +105,34 @@ class AuditWriter:
                 ts=s.ts,
                 action=str(s.action),
                 p_up=s.p_up,
-                stages=[[v.name, v.p_up, v.weight] for v in s.stages],
+                stages=[[v.name, v.p_up, v.weight, v.drift] for v in s.stages],
             )
+
+    def _stage(self, name: str) -> StageConfig:
+        return next(st for st in self.cfg.stages if st.name == name)
+
+    def model_event(self, ev: ModelEvent) -> None:
+        """A drift alarm, mute, unmute or reset of one stage model, at its event time."""
+        mid = model_id(self.cfg, self._stage(ev.stage), ev.symbol)
+        self._write(ev.kind, stage=ev.stage, symbol=ev.symbol, model_id=mid, ts=ev.ts, **ev.detail)
+
+    def models_final(self, pipeline: Pipeline) -> None:
+        """Each model's state at the end of the run (an embedded run's one checkpoint)."""
+        for stage in pipeline.stages:
+            for symbol in stage.symbols():
+                st = stage.state(symbol)
+                mon = st.drift
+                self._write(
+                    "model_final",
+                    stage=stage.name,
+                    symbol=symbol,
+                    model_id=model_id(self.cfg, stage.cfg, symbol),
+                    learned=st.learned,
+                    resets=st.resets,
+                    drift_alarms=None if mon is None else mon.alarms,
+                    muted=None if mon is None else mon.muted,
+                    ts=None,
+                )
 
     def end(self, events: int, last_ts: int) -> dict[str, Any]:
         self._write(
@@ -120,3 +152,29 @@ class AuditWriter:
     def close(self) -> None:
         if not self._f.closed:
             self._f.close()
+
+
+def drift_summary(
+    cfg: PipelineConfig, pipeline: Pipeline, events: list[ModelEvent]
+) -> dict[str, Any]:
+    """report.json's ``drift``: the detector, and per stage and symbol the blocks it judged,
+    its alarms (event times) and what the configured action did."""
+    assert cfg.drift is not None
+    models: dict[str, dict[str, Any]] = {}
+    for stage in pipeline.stages:
+        per: dict[str, Any] = {}
+        for symbol in stage.symbols():
+            st = stage.state(symbol)
+            mon = st.drift
+            per[symbol] = {
+                "blocks": 0 if mon is None else mon.blocks,
+                "alarms": [
+                    e.ts
+                    for e in events
+                    if e.stage == stage.name and e.symbol == symbol and e.kind == "drift_alarm"
+                ],
+                "resets": st.resets,
+                "muted": False if mon is None else mon.muted,
+            }
+        models[stage.name] = per
+    return {"config": cfg.drift.model_dump(mode="json"), "stages": models}

@@ -20,8 +20,8 @@ from agents.pipeline import Pipeline
 from agents.voting import Decision, Scored
 from config.paper import PaperConfig
 from config.settings import PipelineConfig, load_config
-from models.records import Action, Reject, Signal, Tick, Trade
-from quorum.audit_run import DEFAULT_SIGNAL_EVERY, AuditWriter
+from models.records import Action, ModelEvent, Reject, Signal, Tick, Trade
+from quorum.audit_run import DEFAULT_SIGNAL_EVERY, AuditWriter, drift_summary
 from quorum.metrics import BinaryScore, Decimator, RollingAccuracy
 from quorum.paper_run import open_session
 from quorum.stats import ReliabilityHistogram
@@ -36,6 +36,8 @@ ROLLING_WINDOW = 500
 STABILITY_WINDOW_NS = 60 * 1_000_000_000
 MINUTE_NS = 60 * 1_000_000_000
 RELIABILITY_BINS = 10
+HOUR_NS = 3600 * 1_000_000_000
+HOUR_BUCKETS = 400  # of the per-hour calibration histograms (the others have 4000)
 
 
 @dataclass
@@ -149,14 +151,77 @@ def weights_stability(per_symbol: dict[str, WeightStability]) -> dict[str, Any]:
     }
 
 
-class _Outcomes(ReliabilityHistogram):
-    """One model's scored (p, up) pairs as equal-mass reliability bins, in constant memory
-    (:class:`quorum.stats.ReliabilityHistogram`: a long backtest stays memory-flat)."""
+class _Calibration:
+    """Every model's scored (p, up) pairs in :class:`quorum.stats.ReliabilityHistogram` form,
+    per symbol and per UTC hour of the prediction's event time: constant memory in the outcomes
+    (a long backtest stays memory-flat), for the report's ``calibration`` block and the
+    reliability charts.
 
-    __slots__ = ()
+    Each scored prediction costs one :meth:`~quorum.stats.ReliabilityHistogram.add_both` per
+    model: its symbol's histogram and its hour's (one bucket index for both). The overall
+    histogram of a model is its symbols' merged at the end (same buckets, so the same as adding
+    every outcome to one). Abstentions (p None) are not scored.
+    """
 
-    def chart(self) -> list[list[float]]:
-        return [[mp, fy, float(n)] for mp, fy, n in self.bins(RELIABILITY_BINS)]
+    def __init__(self, models: tuple[str, ...]) -> None:
+        self.models = models
+        self.symbols: dict[str, dict[str, ReliabilityHistogram]] = {}
+        self.hours: dict[int, dict[str, ReliabilityHistogram]] = {}
+
+    def add(self, sc: Scored) -> None:
+        per_sym = self.symbols.get(sc.symbol)
+        if per_sym is None:
+            per_sym = self.symbols[sc.symbol] = {m: ReliabilityHistogram() for m in self.models}
+        hour = sc.ts // HOUR_NS % 24  # the UTC hour of day of the prediction
+        per_hour = self.hours.get(hour)
+        if per_hour is None:
+            # 24 × models of these: a tenth of the buckets keeps them at 16 kB each
+            # (bin edges rounded to 1/400 of p, the sums in each bin still exact)
+            per_hour = self.hours[hour] = {
+                m: ReliabilityHistogram(HOUR_BUCKETS) for m in self.models
+            }
+        up = sc.up
+        per_sym["ensemble"].add_both(per_hour["ensemble"], sc.p_ensemble, up)
+        for name, p in sc.p_stages.items():
+            if p is not None:
+                per_sym[name].add_both(per_hour[name], p, up)
+
+    def overall(self) -> dict[str, ReliabilityHistogram]:
+        out = {m: ReliabilityHistogram() for m in self.models}
+        for _, per_sym in sorted(self.symbols.items()):
+            for m, h in per_sym.items():
+                out[m].merge(h)
+        return out
+
+    def report(self) -> dict[str, Any]:
+        """The report's ``calibration`` block: per model, overall, per symbol and per hour
+        ("00".."23", only hours with outcomes of the model); bins in the first two only."""
+        overall = self.overall()
+
+        def model(m: str) -> dict[str, Any]:
+            syms = {
+                sym: c.as_dict()
+                for sym, hs in sorted(self.symbols.items())
+                if (c := hs[m].calibration(RELIABILITY_BINS)).n
+            }
+            hours = {
+                f"{hour:02d}": c.as_dict(bins=False)
+                for hour, hs in sorted(self.hours.items())
+                if (c := hs[m].calibration(RELIABILITY_BINS)).n
+            }
+            return {
+                "overall": overall[m].calibration(RELIABILITY_BINS).as_dict(),
+                "per_symbol": syms,
+                "per_hour": hours,
+            }
+
+        return {
+            "bins": RELIABILITY_BINS,
+            "buckets": ReliabilityHistogram().buckets,
+            "hour_buckets": HOUR_BUCKETS,
+            "ensemble": model("ensemble"),
+            "stages": {m: model(m) for m in self.models if m != "ensemble"},
+        }
 
 
 @dataclass
@@ -192,7 +257,7 @@ class _Scoreboard:
         self.charts: dict[str, _SymbolCharts] = {}
         self.last_price: dict[str, float] = {}
         self.stability: dict[str, WeightStability] = {}
-        self.outcomes = {n: _Outcomes() for n in ("ensemble", *stage_names)}
+        self.calibration = _Calibration(("ensemble", *stage_names))
 
     def _symbol(self, symbol: str) -> dict[str, Any]:
         s = self.per_symbol.get(symbol)
@@ -224,10 +289,10 @@ class _Scoreboard:
         for sv in sig.stages:
             charts.weights[sv.name].add(sig.ts, sv.weight)
         self.stability[sig.symbol].add(sig.ts, [sv.weight for sv in sig.stages])
-        outcomes = self.outcomes
+        calibration = self.calibration
         for sc in d.scored:
+            calibration.add(sc)
             self.ensemble.update(sc.p_ensemble, sc.up)
-            outcomes["ensemble"].add(sc.p_ensemble, sc.up)
             s["ensemble"].update(sc.p_ensemble, sc.up)
             self.rolling_series["ensemble"].add(
                 sig.ts, self.rolling["ensemble"].update(sc.p_ensemble, sc.up)
@@ -235,12 +300,15 @@ class _Scoreboard:
             for name, p in sc.p_stages.items():
                 if p is not None:
                     self.stages[name].update(p, sc.up)
-                    outcomes[name].add(p, sc.up)
                     self.rolling_series[name].add(sig.ts, self.rolling[name].update(p, sc.up))
             if sc.action is not Action.HOLD:
                 self.hits.update(1.0 if sc.action is Action.BUY else 0.0, sc.up)
 
-    def charts_dict(self) -> dict[str, Any]:
+    def charts_dict(self, calibration: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The charts' series; the reliability diagrams from ``calibration`` (the report's
+        block, so the page draws the bins it reports) or, without it, computed here."""
+        cal = calibration if calibration is not None else self.calibration.report()
+        models = {"ensemble": cal["ensemble"], **cal["stages"]}
         return {
             "symbols": {
                 sym: {
@@ -254,7 +322,7 @@ class _Scoreboard:
             "rolling_accuracy": {n: d.points for n, d in self.rolling_series.items()},
             "rolling_window": ROLLING_WINDOW,
             # equal-mass bins (quorum.stats.reliability): [mean p, observed up rate, n]
-            "reliability": {n: o.chart() for n, o in self.outcomes.items()},
+            "reliability": {n: m["overall"]["bins"] for n, m in models.items()},
             "reliability_bins": RELIABILITY_BINS,
         }
 
@@ -332,6 +400,7 @@ def run_backtest(
     first_ts: int | None = None
     last_ts = 0
     audit_head: dict[str, Any] | None = None
+    model_events: list[ModelEvent] = []
     strip = StripStats()
     t0 = time.perf_counter()
     try:
@@ -361,6 +430,11 @@ def run_backtest(
             else:
                 board.tick(tick.symbol, False, tick.mid)
             decision = pipeline.process(tick)
+            if pipeline.events:  # drift alarms, mutes, resets: before the signal they mark
+                for event in pipeline.take_events():
+                    model_events.append(event)
+                    if audit is not None:
+                        audit.model_event(event)
             if session is not None:  # the tick first: a signal's order arrives after it
                 session.tick(0, tick)
                 if decision is not None:
@@ -384,6 +458,8 @@ def run_backtest(
             session.finish()
         if progress is not None:
             progress(n)
+        if audit is not None:
+            audit.models_final(pipeline)
         audit_head = audit.end(n, last_ts) if audit is not None else None
     finally:
         if audit is not None:
@@ -397,11 +473,13 @@ def run_backtest(
     elapsed = time.perf_counter() - t0
 
     report = _report(cfg, files, pipeline, board, stats, elapsed, first_ts, last_ts)
+    if cfg.drift is not None:
+        report["drift"] = drift_summary(cfg, pipeline, model_events)
     if trades_only:
         report["trades_only"] = strip.as_dict()
     if audit_head is not None:
         report["audit"] = audit_head  # the chain's head, kept apart from the log it seals
-    charts = board.charts_dict()
+    charts = board.charts_dict(report["calibration"])
     if session is not None:
         report["paper"] = session.report()
         charts["paper"] = {"equity": [[ts, eq] for ts, eq in session.equity]}
@@ -493,6 +571,8 @@ def _report(
             "voter_pending": sum(st.dropped for st in voter_states.values()),
         },
         "weights_stability": weights_stability(board.stability),
+        # ECE, Brier and its decomposition over equal-mass bins (quorum.stats.decompose)
+        "calibration": board.calibration.report(),
         "per_symbol": {
             sym: {
                 "events": s["events"],

@@ -530,24 +530,110 @@ def _reliability(name: str, bins: list[tuple[float, float, float]], color: str) 
     return "\n".join(out) + "\n"
 
 
-def _calibration(charts: dict[str, Any], colors: dict[str, str]) -> str:
-    """The reliability section, or nothing when the charts carry no ``reliability`` entry."""
-    if "reliability" not in charts:
+_CAL_COLS = (
+    ("ece", "ECE"),
+    ("brier", "Brier"),
+    ("reliability", "REL"),
+    ("resolution", "RES"),
+    ("uncertainty", "UNC"),
+)
+
+
+def _cal_cells(entry: dict[Any, Any], cols: Sequence[tuple[str, str]] = _CAL_COLS) -> str:
+    return f"<td>{_int(entry.get('n'))}</td>" + "".join(
+        f"<td>{_flt(entry.get(k))}</td>" for k, _ in cols
+    )
+
+
+def _cal_head(first: Sequence[str], cols: Sequence[tuple[str, str]] = _CAL_COLS) -> str:
+    return "<tr>" + "".join(f"<th>{h}</th>" for h in (*first, "n", *(h for _, h in cols)))
+
+
+def _calibration_tables(report: dict[str, Any], colors: dict[str, str]) -> str:
+    """The report's ``calibration`` block as tables: every model overall and per symbol, and
+    the ensemble per hour of event time; nothing without the block."""
+    cal = _dict(report.get("calibration"))
+    if not cal:
         return ""
-    rel = {str(k): _bins(v) for k, v in _dict(charts.get("reliability")).items()}
-    nb = _num(charts.get("reliability_bins"))
+    models = [("ensemble", _dict(cal.get("ensemble")))]
+    models += [(str(k), _dict(v)) for k, v in _dict(cal.get("stages")).items()]
+
+    def name_cell(name: str) -> str:
+        return f'<td class="l">{_swatch(colors.get(name, _REF_COLOR))}{_e(name)}</td>'
+
+    def cls(name: str) -> str:
+        return ' class="ens"' if name == "ensemble" else ""
+
+    overall = [_cal_head(["model"]) + "</tr>"]
+    for name, m in models:
+        overall.append(
+            f"<tr{cls(name)}>{name_cell(name)}{_cal_cells(_dict(m.get('overall')))}</tr>"
+        )
+    symbols: list[str] = []
+    for _, m in models:
+        symbols += [str(k) for k in _dict(m.get("per_symbol")) if str(k) not in symbols]
+    per_sym = [_cal_head(["symbol", "model"]) + "</tr>"]
+    for sym in symbols:
+        for name, m in models:
+            entry = _dict(_dict(m.get("per_symbol")).get(sym))
+            per_sym.append(
+                f'<tr{cls(name)}><td class="l">{_e(sym)}</td>{name_cell(name)}'
+                f"{_cal_cells(entry)}</tr>"
+            )
+    hour_cols = _CAL_COLS[:2]
+    hours = _dict(models[0][1].get("per_hour"))
+    per_hour = [_cal_head(["hour (UTC)"], hour_cols) + "</tr>"]
+    for h in sorted(hours, key=str):
+        per_hour.append(
+            f'<tr><td class="l">{_e(h)}</td>{_cal_cells(_dict(hours[h]), hour_cols)}</tr>'
+        )
+    nb = _num(cal.get("bins"))
     what = f"{nb:.0f} equal-mass bins" if nb is not None else "equal-mass bins"
-    parts = [
-        "<section>\n<h2>Calibration</h2>\n",
-        f'<p class="note">Reliability per model: scored outcomes sorted by predicted P(up), '
-        f"cut into {_e(what)} (equal counts); each dot is a bin's mean prediction against its "
-        "observed up rate. On the dashed diagonal a model is calibrated.</p>\n",
-    ]
-    if not any(rel.values()):
-        parts.append(_nodata("no scored outcomes to bin"))
-    else:
-        for name, bins in rel.items():
-            parts.append(_reliability(name, bins, colors.get(name, _REF_COLOR)))
+
+    def table(rows: list[str], empty: str) -> str:
+        if len(rows) == 1:
+            return _nodata(empty)
+        return f'<table class="num">\n{chr(10).join(rows)}\n</table>\n'
+
+    return (
+        f'<p class="note">Over {_e(what)} of predicted P(up): ECE = Σ (n<sub>b</sub>/n) '
+        "|mean p − up rate| per bin; the Brier score split into reliability (REL, lower is "
+        "better), resolution (RES, higher is better) and uncertainty (UNC, the up rate times "
+        "its complement), with Brier = REL − RES + UNC + WBV − 2·WBC (the within-bin variance "
+        "and covariance of the predictions are in <code>report.json</code>).</p>\n"
+        "<h3>All outcomes</h3>\n"
+        + table(overall, "no models")
+        + "<h3>Per symbol</h3>\n"
+        + table(per_sym, "no scored outcomes per symbol")
+        + "<h3>Ensemble per hour of event time (UTC hour of the prediction)</h3>\n"
+        + table(per_hour, "no scored outcomes per hour")
+    )
+
+
+def _calibration(report: dict[str, Any], charts: dict[str, Any], colors: dict[str, str]) -> str:
+    """The calibration section: the report's ``calibration`` tables and the reliability
+    diagrams; nothing when there is neither a ``calibration`` block nor a ``reliability``
+    chart entry."""
+    tables = _calibration_tables(report, colors)
+    if "reliability" not in charts and not tables:
+        return ""
+    parts = ["<section>\n<h2>Calibration</h2>\n", tables]
+    if "reliability" in charts:
+        rel = {str(k): _bins(v) for k, v in _dict(charts.get("reliability")).items()}
+        nb = _num(charts.get("reliability_bins"))
+        what = f"{nb:.0f} equal-mass bins" if nb is not None else "equal-mass bins"
+        if tables:
+            parts.append("<h3>Reliability diagrams</h3>\n")
+        parts.append(
+            f'<p class="note">Reliability per model: scored outcomes sorted by predicted P(up), '
+            f"cut into {_e(what)} (equal counts); each dot is a bin's mean prediction against "
+            "its observed up rate. On the dashed diagonal a model is calibrated.</p>\n"
+        )
+        if not any(rel.values()):
+            parts.append(_nodata("no scored outcomes to bin"))
+        else:
+            for name, bins in rel.items():
+                parts.append(_reliability(name, bins, colors.get(name, _REF_COLOR)))
     parts.append("</section>\n")
     return "".join(parts)
 
@@ -926,7 +1012,7 @@ def render_html(report: dict[str, Any], charts: dict[str, Any]) -> str:
         )
     )
     parts.append("</section>\n")
-    parts.append(_calibration(charts, colors))
+    parts.append(_calibration(report, charts, colors))
     parts.append(_paper(report, charts, symbols, x_ranges))
 
     return (

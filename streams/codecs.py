@@ -198,7 +198,7 @@ def decode_tick_record(raw: bytes) -> list[Tick | DecodeError]:
 
 
 def vote_to_dict(v: Vote) -> dict[str, Any]:
-    return {
+    d = {
         "stage": v.stage,
         "model": v.model,
         "version": v.version,
@@ -208,6 +208,22 @@ def vote_to_dict(v: Vote) -> dict[str, Any]:
         "p_up": v.p_up,
         "outcomes": [[o.seq, o.label.value] for o in v.outcomes],
     }
+    if v.drift is not None:  # only when drift monitoring has something to say
+        d["drift"] = v.drift
+    return d
+
+
+def _stage_dict(sv: StageVote) -> dict[str, Any]:
+    d = {
+        "name": sv.name,
+        "model": sv.model,
+        "version": sv.version,
+        "p_up": sv.p_up,
+        "weight": sv.weight,
+    }
+    if sv.drift is not None:
+        d["drift"] = sv.drift
+    return d
 
 
 def encode_vote(v: Vote) -> bytes:
@@ -236,16 +252,34 @@ _ACTIONS = {a.value: a for a in Action}
 _HEX = frozenset("0123456789abcdef")
 
 
-def _object(d: Any, fields: frozenset[str], what: str) -> dict[str, Any]:
-    """A JSON object with exactly ``fields``: every one required, nothing else (as the schema)."""
+def _object(
+    d: Any, fields: frozenset[str], what: str, optional: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """A JSON object with exactly ``fields`` (every one required) plus any of ``optional``,
+    nothing else (as the schema)."""
     if type(d) is not dict:
         raise DecodeError(f"{what} must be a JSON object")
-    if d.keys() != fields:
-        missing = sorted(fields - d.keys())
+    keys = d.keys()
+    if keys != fields:
+        missing = sorted(fields - keys)
         if missing:
             raise DecodeError(f"{what}: missing field {missing[0]!r}")
-        raise _unknown(d, fields, what)
+        if not keys - fields <= optional:
+            raise _unknown(d, fields | optional, what)
     return d
+
+
+_DRIFT = frozenset(("drift",))
+_DRIFT_STATES = frozenset(("alarm", "muted"))
+
+
+def _drift(d: dict[str, Any], what: str) -> str | None:
+    v = d.get("drift")
+    if v is None and "drift" not in d:
+        return None
+    if v not in _DRIFT_STATES:
+        raise DecodeError(f"{what}: field 'drift' must be one of {sorted(_DRIFT_STATES)}")
+    return str(v)
 
 
 def _int(d: dict[str, Any], key: str, lo: int, what: str) -> int:
@@ -295,7 +329,7 @@ def _loads(data: bytes | str, what: str) -> Any:
 def decode_vote(data: bytes | str) -> Vote:
     """Strict like ``vote.schema.json``: exact fields, integer literals, p_up in [0, 1] or null."""
     w = "bad vote"
-    d = _object(_loads(data, w), _VOTE_FIELDS, w)
+    d = _object(_loads(data, w), _VOTE_FIELDS, w, _DRIFT)
     outcomes = d["outcomes"]
     if type(outcomes) is not list:
         raise DecodeError(f"{w}: field 'outcomes' must be an array")
@@ -308,6 +342,7 @@ def decode_vote(data: bytes | str) -> Vote:
         ts=_int(d, "ts", 1, w),
         p_up=_prob(d, "p_up", w, nullable=True),
         outcomes=tuple(_outcome(x) for x in outcomes),
+        drift=_drift(d, w),
     )
 
 
@@ -321,16 +356,7 @@ def signal_to_dict(s: Signal) -> dict[str, Any]:
         "action": s.action.value,
         "p_up": s.p_up,
         "quorum_met": s.quorum_met,
-        "stages": [
-            {
-                "name": sv.name,
-                "model": sv.model,
-                "version": sv.version,
-                "p_up": sv.p_up,
-                "weight": sv.weight,
-            }
-            for sv in s.stages
-        ],
+        "stages": [_stage_dict(sv) for sv in s.stages],
         "missing": list(s.missing),
         "config_hash": s.config_hash,
     }
@@ -342,7 +368,7 @@ def encode_signal(s: Signal) -> bytes:
 
 def _stage_vote(x: Any) -> StageVote:
     w = "bad signal: stage"
-    d = _object(x, _STAGE_FIELDS, w)
+    d = _object(x, _STAGE_FIELDS, w, _DRIFT)
     weight = _prob(d, "weight", w, nullable=False)
     assert weight is not None
     return StageVote(
@@ -351,6 +377,7 @@ def _stage_vote(x: Any) -> StageVote:
         version=_int(d, "version", 0, w),
         p_up=_prob(d, "p_up", w, nullable=True),
         weight=weight,
+        drift=_drift(d, w),
     )
 
 

@@ -14,7 +14,6 @@ from quorum import run_backtest
 from streams.codecs import decode_signal, encode_signal
 from tests.conftest import SAMPLE_FILES
 
-
 #: The first 45 s of the fixture (1,603 signals): enough to mix symbols, warm-ups and outcomes,
 #: at a third of the full fixture's cost (these tests run several backtests each).
 END = 1_723_161_300_000_000_000

@@ -303,7 +303,7 @@ def test_stage_features_for_a_trigger_exclude_its_successor(name: str) -> None:
         stage.process(t)
     trigger_seq = len(STAGE_HEAD)  # per-symbol sequence of the trigger tick
     (pending,) = [p for p in stage.state(SYM).labeler.pending if p.seq == trigger_seq]
-    x, _raw = pending.payload
+    x, _raw, _p = pending.payload
     cls = type(stage.state(SYM).extractor)
     upto = run(cls(), STAGE_HEAD).features(sc.features)
     peeked = run(cls(), [*STAGE_HEAD, successor]).features(sc.features)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agents.pipeline import Pipeline
-from config.settings import load_config
+from config.settings import PipelineConfig, load_config
 from models.records import Signal, Tick, Vote
 from models.state import MemoryStateStore
 from streams.readers import read_ticks
@@ -22,15 +22,15 @@ def ticks() -> list[Tick]:
     return list(read_ticks(SAMPLE_FILES))[:6000]
 
 
-def fused(ticks: list[Tick]) -> list[Signal]:
-    kernel = Pipeline(load_config())
+def fused(ticks: list[Tick], cfg: PipelineConfig | None = None) -> list[Signal]:
+    kernel = Pipeline(cfg or load_config())
     return [d.signal for t in ticks if (d := kernel.process(t)) is not None]
 
 
-def split(ticks: list[Tick], seed: int) -> list[Signal]:
+def split(ticks: list[Tick], seed: int, cfg: PipelineConfig | None = None) -> list[Signal]:
     """Each stage runs alone; its votes reach the join late by a random number of ticks,
     per stage in order (as on one partition of the votes topic), the stages interleaved."""
-    kernel = Pipeline(load_config(), join_timeout_s=1e9)
+    kernel = Pipeline(cfg or load_config(), join_timeout_s=1e9)
     rng = random.Random(seed)
     queues: list[list[Vote]] = [[] for _ in kernel.stages]
     out: list[Signal] = []

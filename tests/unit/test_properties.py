@@ -107,6 +107,7 @@ votes = st.builds(
     outcomes=st.lists(st.builds(Outcome, ints64, st.sampled_from(list(Label))), max_size=3).map(
         tuple
     ),
+    drift=st.none() | st.sampled_from(["alarm", "muted"]),
 )
 stage_votes = st.builds(
     StageVote,
@@ -115,6 +116,7 @@ stage_votes = st.builds(
     version=st.integers(0, I64),
     p_up=st.none() | probs,
     weight=probs,
+    drift=st.none() | st.sampled_from(["alarm", "muted"]),
 )
 signals = st.builds(
     Signal,

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
+from agents.voting import Scored
 from config.settings import load_config
-from models.records import Tick, Trade
-from quorum.backtest import run_backtest
+from models.records import Action, Tick, Trade
+from quorum.backtest import _Calibration, run_backtest
 from quorum.report_html import MAX_POINTS, decimate, render_html
 from quorum.stats import ece, reliability
 from streams.readers import read_ticks
@@ -706,6 +707,128 @@ def test_real_run_has_a_reliability_diagram_per_stage_and_the_ensemble(run: _Run
         # the ECE shown is the one of the bins drawn
         by_bins = sum(n / sum(counts) * abs(fy - mp) for _, _, mp, fy, n in dots)
         assert float(el.get("data-ece", "")) == pytest.approx(by_bins)
+
+
+# --------------------------------------------------------------------------- calibration block
+# report.json's "calibration": per model (ensemble, stages), overall / per symbol / per UTC hour of
+# the prediction's event time, each {n, ece, brier, reliability, resolution, uncertainty,
+# within_bin_variance, within_bin_covariance[, bins]}; the page's Calibration tables show it.
+
+_CAL_KEYS = {"n", "ece", "brier", "reliability", "resolution", "uncertainty",
+             "within_bin_variance", "within_bin_covariance"}  # fmt: skip
+
+
+def _scored(ts: int, p: float, up: bool, momentum: float | None) -> Scored:
+    return Scored("BTCUSDT", 1, ts, up, Action.HOLD, p, {"momentum": momentum})
+
+
+def test_outcomes_are_keyed_by_the_utc_hour_of_the_prediction() -> None:
+    # Catches: the hour taken in local time or of the wrong unit (ms/µs), hours not wrapping at
+    # a day (25, 26...), keys not zero-padded, an abstention (None) scored, bins in the hours.
+    cal = _Calibration(("ensemble", "momentum"))
+    cal.add(_scored(T0 - 1, 0.6, True, 0.7))  # 2024-08-07 23:59:59.999999999 UTC
+    cal.add(_scored(T0, 0.4, True, None))  # 2024-08-08 00:00:00: momentum abstains
+    cal.add(_scored(T0 + 29 * 3600 * 10**9 + 1, 0.3, False, 0.2))  # the next day, 05:00
+    block = cal.report()
+    ens, mom = block["ensemble"], block["stages"]["momentum"]
+    assert list(ens["per_hour"]) == ["00", "05", "23"]
+    assert list(mom["per_hour"]) == ["05", "23"]  # no outcome of momentum in hour 00
+    # one outcome an hour: brier (p − y)², n 1, no bins
+    assert ens["per_hour"]["23"]["brier"] == pytest.approx(0.16)  # (0.6 − 1)²
+    assert ens["per_hour"]["00"]["brier"] == pytest.approx(0.36)  # (0.4 − 1)²
+    assert mom["per_hour"]["05"]["brier"] == pytest.approx(0.04)  # 0.2²
+    for entry in (*ens["per_hour"].values(), *mom["per_hour"].values()):
+        assert set(entry) == _CAL_KEYS and entry["n"] == 1
+    assert ens["overall"]["n"] == ens["per_symbol"]["BTCUSDT"]["n"] == 3
+    assert mom["overall"]["n"] == 2 and "bins" in mom["per_symbol"]["BTCUSDT"]
+    # momentum: (0.7 − 1)² and 0.2² over 2 = (0.09 + 0.04) / 2
+    assert mom["overall"]["brier"] == pytest.approx(0.065)
+
+
+def test_real_run_reports_calibration_that_agrees_with_its_scores(run: _Run) -> None:
+    # Catches: the block built from other outcomes than the scores (abstentions scored, an
+    # outcome counted twice or per symbol lost in the overall merge), the decomposition not
+    # adding up, per-symbol or per-hour entries that do not partition the outcomes.
+    rep, cal = run.report, run.report["calibration"]
+    assert cal["bins"] == 10 and list(cal["stages"]) == list(REAL_STAGES)
+    pairs = [(cal["ensemble"], rep["ensemble"])]
+    pairs += [(cal["stages"][s], rep["stages"][s]) for s in REAL_STAGES]
+    for block, score in pairs:
+        o = block["overall"]
+        assert set(o) == _CAL_KEYS | {"bins"}
+        assert o["n"] == score["n_scored"] > 1000
+        assert abs(o["brier"] - score["brier"]) < 1e-9
+        terms = (
+            o["reliability"] - o["resolution"] + o["uncertainty"]
+            + o["within_bin_variance"] - 2 * o["within_bin_covariance"]
+        )  # fmt: skip
+        assert abs(terms - o["brier"]) < 1e-12
+        assert 0.0 <= o["ece"] < 0.5 and 5 <= len(o["bins"]) <= 10
+        assert sum(b[2] for b in o["bins"]) == o["n"]
+        assert sum(e["n"] for e in block["per_symbol"].values()) == o["n"]
+        assert sum(e["n"] for e in block["per_hour"].values()) == o["n"]
+        assert all("bins" in e for e in block["per_symbol"].values())
+        assert all(set(e) == _CAL_KEYS for e in block["per_hour"].values())
+    for sym, s in rep["per_symbol"].items():
+        mine = cal["ensemble"]["per_symbol"][sym]
+        assert mine["n"] == s["ensemble"]["n_scored"]
+        assert abs(mine["brier"] - s["ensemble"]["brier"]) < 1e-9
+    # the reliability diagrams draw the reported bins, dot for dot
+    for name, el in _rel_svgs(run.page).items():
+        model = name.split(":")[0]
+        block = cal["ensemble"] if model == "ensemble" else cal["stages"][model]
+        assert [list(d[2:]) for d in _dots(el)] == block["overall"]["bins"]
+        assert float(el.get("data-ece", "")) == pytest.approx(block["overall"]["ece"])
+
+
+def test_real_run_calibration_tables_show_the_reports_numbers(run: _Run) -> None:
+    # Catches: a model's row showing another's numbers, REL and RES swapped, a symbol or hour
+    # table missing a row.
+    tables = _Tables()
+    tables.feed(run.page)
+    overall, per_symbol, per_hour = tables.tables["Calibration"]
+    assert overall[0] == ["model", "n", "ECE", "Brier", "REL", "RES", "UNC"]
+    cal = run.report["calibration"]
+    blocks = {"ensemble": cal["ensemble"], **cal["stages"]}
+
+    def cells(e: Json) -> list[str]:
+        return [f"{e['n']:,}"] + [
+            f"{e[k]:.4f}" for k in ("ece", "brier", "reliability", "resolution", "uncertainty")
+        ]
+
+    assert overall[1:] == [[m, *cells(b["overall"])] for m, b in blocks.items()]
+    assert per_symbol[0][:2] == ["symbol", "model"]
+    assert per_symbol[1:] == [
+        [sym, m, *cells(b["per_symbol"][sym])] for sym in run.report["per_symbol"]
+        for m, b in blocks.items()
+    ]  # fmt: skip
+    hours = cal["ensemble"]["per_hour"]
+    assert per_hour == [["hour (UTC)", "n", "ECE", "Brier"]] + [
+        [h, f"{e['n']:,}", f"{e['ece']:.4f}", f"{e['brier']:.4f}"] for h, e in hours.items()
+    ]
+
+
+def test_calibration_tables_escape_names_and_show_missing_numbers_as_dashes() -> None:
+    # Catches: a symbol or stage name from the data written unescaped, None printed as "None".
+    report, charts = _inputs(("BTCUSDT",))
+    entry = {"n": 4, "ece": 0.1, "brier": 0.25, "reliability": 0.0625, "resolution": 0.0,
+             "uncertainty": 0.1875, "bins": [[0.5, 0.75, 4]]}  # fmt: skip
+    empty = dict.fromkeys(entry, None) | {"n": 0}
+    report["calibration"] = {
+        "bins": 10,
+        "ensemble": {"overall": entry, "per_symbol": {EVIL: entry}, "per_hour": {"07": entry}},
+        "stages": {EVIL: {"overall": empty, "per_symbol": {}, "per_hour": {}}},
+    }
+    page = render_html(report, charts)
+    assert EVIL not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    tables = _Tables()
+    tables.feed(page)
+    overall, per_symbol, per_hour = tables.tables["Calibration"]
+    assert overall[2][1:] == ["0"] + ["—"] * 5 and "None" not in page
+    assert per_symbol[1] == [EVIL, "ensemble", "4", "0.1000", "0.2500", "0.0625", "0.0000",
+                             "0.1875"]  # fmt: skip
+    assert per_symbol[2] == [EVIL, EVIL, *["—"] * 6]  # the stage had no outcomes there
+    assert per_hour[1] == ["07", "4", "0.1000", "0.2500"]
 
 
 # --------------------------------------------------------------------------- paper positions, fills

@@ -5,8 +5,19 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from quorum.stats import ece, effective_n, hac_se, hac_var, horizon_lag, reliability
+from quorum.stats import (
+    ReliabilityHistogram,
+    calibration,
+    ece,
+    effective_n,
+    hac_se,
+    hac_var,
+    horizon_lag,
+    reliability,
+)
 
 
 def test_hac_of_a_ramp_by_hand() -> None:
@@ -148,3 +159,122 @@ def test_reliability_histogram_by_hand_and_against_the_exact_bins() -> None:
     approx_ece = sum(n / 20_000 * abs(fy - mp) for mp, fy, n in rows)
     assert approx_ece == pytest.approx(ece(ps, ys, 10), abs=1e-3)
     assert len(big.n) == len(h.n) == 4000
+
+
+# --------------------------------------------------------------------------- Brier decomposition
+# p = .2 .4 .3 .6 .8 .7, y = F T F T T F. Sorted: .2F .3F .4T | .6T .7F .8T; up rate ȳ = 1/2.
+# Brier by hand: (.04 + .36 + .09 + .16 + .04 + .49) / 6 = 1.18 / 6 = 177/900 = 0.196667.
+CAL_P = [0.2, 0.4, 0.3, 0.6, 0.8, 0.7]
+CAL_Y = [False, True, False, True, True, False]
+
+
+def _histogram(p: list[float], y: list[bool], buckets: int = 4000) -> ReliabilityHistogram:
+    h = ReliabilityHistogram(buckets)
+    for pi, yi in zip(p, y, strict=True):
+        h.add(pi, yi)
+    return h
+
+
+def test_decomposition_two_bins_by_hand() -> None:
+    # Catches: ECE or REL weighted wrongly, RES against 0.5 instead of the up rate, the
+    # within-bin terms left out or centred on the wrong mean, a bin edge off by one.
+    # bin 0: p̄ .3, ȳ 1/3; bin 1: p̄ .7, ȳ 2/3 (3 outcomes each)
+    # ECE = ½·|.3 − 1/3| + ½·|.7 − 2/3| = 1/30
+    # REL = ½·(1/30)² + ½·(1/30)² = 1/900;  RES = ½·(1/6)² + ½·(1/6)² = 1/36;  UNC = 1/4
+    # WBV = ((.1² + 0 + .1²) + (.1² + 0 + .1²)) / 6 = .04 / 6 = 1/150
+    # WBC: bin 0 (p − p̄)(y − ȳ_b) = (−.1)(−1/3) + 0 + (.1)(2/3) = .1; bin 1 (−.1)(1/3) + 0 +
+    #      (.1)(1/3) = 0 -> WBC = .1 / 6 = 1/60
+    # identity: 1/900 − 1/36 + 1/4 + 1/150 − 2/60 = (1 − 25 + 225 + 6 − 30) / 900 = 177/900 ✓
+    for c in (calibration(CAL_P, CAL_Y, 2), _histogram(CAL_P, CAL_Y).calibration(2)):
+        assert c.n == 6
+        assert c.ece == pytest.approx(1 / 30, abs=1e-12)
+        assert c.reliability == pytest.approx(1 / 900, abs=1e-12)
+        assert c.resolution == pytest.approx(1 / 36, abs=1e-12)
+        assert c.uncertainty == pytest.approx(0.25, abs=1e-12)
+        assert c.within_bin_variance == pytest.approx(1 / 150, abs=1e-12)
+        assert c.within_bin_covariance == pytest.approx(1 / 60, abs=1e-12)
+        assert c.brier == pytest.approx(177 / 900, abs=1e-12)
+        assert [m for _, _, m in c.bins] == [3, 3]
+        assert c.bins[0][:2] == pytest.approx((0.3, 1 / 3)) and c.bins[1][:2] == pytest.approx(
+            (0.7, 2 / 3)
+        )
+
+
+def test_decomposition_three_bins_by_hand() -> None:
+    # Catches: the same terms with bins of two, where the within-bin covariance sits in the
+    # last bin only and REL is large (an over-confident middle bin).
+    # bins (.2F .3F) (.4T .6T) (.7F .8T): p̄ .25 .5 .75, ȳ 0 1 .5
+    # ECE = (.25 + .5 + .25) / 3 = 1/3;  REL = (.0625 + .25 + .0625) / 3 = .125
+    # RES = ((−.5)² + (.5)² + 0) / 3 = 1/6;  WBV = (2·.05² + 2·.1² + 2·.05²) / 6 = .03 / 6 = .005
+    # WBC = (0 + 0 + (−.05)(−.5) + (.05)(.5)) / 6 = .05 / 6 = 1/120
+    # identity: .125 − 1/6 + .25 + .005 − 1/60 = .196667 ✓
+    for c in (calibration(CAL_P, CAL_Y, 3), _histogram(CAL_P, CAL_Y).calibration(3)):
+        assert (c.ece, c.reliability, c.resolution) == pytest.approx((1 / 3, 0.125, 1 / 6))
+        assert (c.within_bin_variance, c.within_bin_covariance) == pytest.approx((0.005, 1 / 120))
+        assert c.brier == pytest.approx(177 / 900, abs=1e-12)
+        assert c.ece == pytest.approx(ece(CAL_P, CAL_Y, 3))  # the same bins as ece()
+
+
+def test_decomposition_of_nothing_and_of_a_constant_forecast() -> None:
+    # Catches: a division by zero on a stage that always abstained; NaN leaking into JSON.
+    empty = calibration([], [], 10)
+    assert empty.n == 0 and empty.bins == [] and math.isnan(empty.brier)
+    assert _histogram([], []).calibration().as_dict() == {
+        "n": 0, "ece": None, "brier": None, "reliability": None, "resolution": None,
+        "uncertainty": None, "within_bin_variance": None, "within_bin_covariance": None,
+        "bins": [],
+    }  # fmt: skip
+    # a coin on 3 ups of 4: one bin, REL = (.5 − .75)² = RES + ... ; Brier = .25 exactly
+    c = _histogram([0.5] * 4, [True, True, True, False]).calibration()
+    assert c.bins == [(0.5, 0.75, 4)] and c.resolution == 0.0
+    assert c.reliability == pytest.approx(0.0625) and c.uncertainty == pytest.approx(0.1875)
+    assert c.within_bin_variance == 0.0 and c.within_bin_covariance == pytest.approx(0.0)
+    assert c.brier == pytest.approx(0.25) and "bins" not in c.as_dict(bins=False)
+
+
+_pairs = st.lists(
+    st.tuples(
+        st.one_of(st.floats(0.0, 1.0), st.sampled_from([0.0, 0.5, 1.0])),  # ties and the ends
+        st.booleans(),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(pairs=_pairs, bins=st.integers(1, 6), buckets=st.sampled_from([1, 7, 400]))
+def test_brier_identity_holds_for_any_binning(
+    pairs: list[tuple[float, bool]], bins: int, buckets: int
+) -> None:
+    # Catches: a term dropped or with the wrong sign or factor (the identity then fails on
+    # almost any input), sums mixed up between buckets, merge losing or doubling outcomes.
+    p, y = [a for a, _ in pairs], [b for _, b in pairs]
+    h = _histogram(p, y, buckets)
+    half = len(pairs) // 2
+    merged = _histogram(p[:half], y[:half], buckets)
+    merged.merge(_histogram(p[half:], y[half:], buckets))
+    # add_both: the fine one exactly as add() makes it, the coarse one holding the same outcomes
+    fine, coarse = ReliabilityHistogram(buckets * 10), ReliabilityHistogram(buckets)
+    for a, b in pairs:
+        fine.add_both(coarse, a, b)
+    alone = _histogram(p, y, buckets * 10)
+    assert (fine.n, fine.sum_p, fine.sum_pp, fine.sum_y, fine.sum_py) == (
+        alone.n, alone.sum_p, alone.sum_pp, alone.sum_y, alone.sum_py,
+    )  # fmt: skip
+    direct = sum((a - b) ** 2 for a, b in zip(p, y, strict=True)) / len(p) if p else math.nan
+    cals = (calibration(p, y, bins), h.calibration(bins), merged.calibration(bins))
+    for c in (*cals, coarse.calibration(bins)):
+        assert c.n == len(p) == sum(m for _, _, m in c.bins)
+        if not p:
+            continue
+        assert len(c.bins) <= bins
+        terms = (
+            c.reliability - c.resolution + c.uncertainty
+            + c.within_bin_variance - 2.0 * c.within_bin_covariance
+        )  # fmt: skip
+        assert terms == pytest.approx(direct, abs=1e-12)
+        assert c.brier == pytest.approx(direct, abs=1e-12)
+        assert c.ece == pytest.approx(sum(m / len(p) * abs(a - b) for a, b, m in c.bins))
+        assert min(c.reliability, c.resolution, c.within_bin_variance) >= 0.0
+    flat = [v for row in h.bin_sums(bins) for v in row]
+    assert [v for row in merged.bin_sums(bins) for v in row] == pytest.approx(flat)
