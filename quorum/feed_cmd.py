@@ -15,6 +15,8 @@ import typer
 from quorum.cli_common import ConfigOpt, config_or_exit, console, fail
 
 if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
     from streams.feed import Feed
 
 feed_app = typer.Typer(
@@ -51,6 +53,19 @@ MemoryOpt = Annotated[
     bool,
     typer.Option("--no-kafka", help="Print the status instead of producing (no services)"),
 ]
+MetricsPortOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Serve Prometheus metrics at http://HOST:PORT/metrics (documented: 9108; 0: any "
+        "free port; default: off)",
+    ),
+]
+MetricsHostOpt = Annotated[
+    str, typer.Option("--metrics-host", help="Address the metrics server binds")
+]
 
 
 def _symbols(text: str) -> list[str]:
@@ -72,6 +87,8 @@ def run_feed(
     rotate_s: float | None,
     duration: float | None,
     no_kafka: bool,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
 ) -> None:
     from streams.feed import VENUES, Feed, FeedConfig, MemorySink, Recorder, TickSink
 
@@ -95,6 +112,7 @@ def run_feed(
     recorder = Recorder(record, venue.name) if record is not None else None
     feed = Feed(venue, cfg, sink, recorder=recorder)
     log = logging.getLogger("quorum.feed")
+    server = serve_feed_metrics(feed, metrics_port, metrics_host, log)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -108,8 +126,28 @@ def run_feed(
         reporter.cancel()
 
     asyncio.run(main())
+    if server is not None:
+        server.shutdown()
     recorded = f"; recorded {', '.join(map(str, recorder.files))}" if recorder else ""
     log.info("stopped %s: %s%s", venue.name, feed.stats.summary(), recorded)
+
+
+def serve_feed_metrics(
+    feed: Feed, port: int | None, host: str, log: logging.Logger
+) -> WSGIServer | None:
+    """Serve the feed's metrics (updated with every status record) when ``port`` is given."""
+    if port is None:
+        return None
+    from streams.metrics import FeedMetrics, serve
+
+    metrics = FeedMetrics()
+    feed.on_status = metrics.update
+    try:
+        server = serve(metrics.registry, port, host)
+    except OSError as e:
+        raise fail(f"cannot serve metrics on {host}:{port}: {e}") from None
+    log.info("metrics at http://%s:%d/metrics", host, server.server_port)
+    return server
 
 
 async def _report(feed: Feed, stop: asyncio.Event, log: logging.Logger) -> None:
@@ -130,6 +168,8 @@ def feed_binance(
     rotate_s: RotateOpt = None,
     duration: DurationOpt = None,
     no_kafka: MemoryOpt = False,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = "127.0.0.1",
 ) -> None:
     """Binance spot trades and best bid/ask into the ticks topic (combined streams)."""
     run_feed(
@@ -143,6 +183,8 @@ def feed_binance(
         rotate_s=rotate_s,
         duration=duration,
         no_kafka=no_kafka,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
 
 
@@ -156,6 +198,8 @@ def feed_coinbase(
     reorder_ms: ReorderOpt = 500.0,
     duration: DurationOpt = None,
     no_kafka: MemoryOpt = False,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = "127.0.0.1",
 ) -> None:
     """Coinbase Advanced Trade market_trades and ticker (with heartbeats) into the ticks topic.
     Symbols are product ids (BTC-USD)."""
@@ -170,6 +214,8 @@ def feed_coinbase(
         rotate_s=None,
         duration=duration,
         no_kafka=no_kafka,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
 
 
@@ -289,6 +335,14 @@ def live(
         ),
     ] = None,
     reorder_ms: ReorderOpt = 500.0,
+    metrics: Annotated[
+        bool,
+        typer.Option(
+            "--metrics/--no-metrics",
+            help="Prometheus metrics: the worker at its web port's /metrics (6066), the feed "
+            "at 127.0.0.1:9108, the paper agent at 127.0.0.1:9109",
+        ),
+    ] = False,
 ) -> None:
     """The live loop: the feed, the worker and the paper agent under one command, with a
     terminal view; Ctrl-C (or --duration) stops them together and prints the paper result."""
@@ -319,6 +373,7 @@ def live(
         log_dir=log_dir,
         stop_when_quiet=stop_when_quiet,
         reorder_ms=reorder_ms,
+        metrics=metrics,
     )
     summary = run_live(opts, runtime)
     text = orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode()

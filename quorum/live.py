@@ -31,6 +31,7 @@ from rich.table import Table
 from config.runtime import RuntimeConfig
 from streams.feed import VENUES, Feed, FeedConfig, Recorder
 from streams.feed_kafka import KafkaTickSink
+from streams.metrics import FEED_PORT, PAPER_PORT, FeedMetrics, serve
 from streams.topics import end_offsets
 
 log = logging.getLogger("quorum.live")
@@ -53,6 +54,7 @@ class LiveOptions:
     rotate_s: float | None = None
     stop_when_quiet: float | None = None  # stop once no frame came for this long (a replay)
     reorder_ms: float = 500.0
+    metrics: bool = False  # Prometheus metrics on the documented ports (streams.metrics)
 
 
 @dataclass
@@ -141,14 +143,21 @@ def run_live(opts: LiveOptions, runtime: RuntimeConfig) -> dict[str, Any]:
     opts.log_dir.mkdir(parents=True, exist_ok=True)
     cfg_args = ["--config", str(opts.config)] if opts.config else []
     children: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
-    worker, wlog = _child(
-        ["worker", "--no-web", "-l", "warning", *cfg_args], opts.log_dir / "worker.log"
-    )
+    feed_metrics, server = None, None
+    if opts.metrics:  # first: a port in use stops us before any child starts
+        feed_metrics = FeedMetrics()
+        server = serve(feed_metrics.registry, FEED_PORT)
+    # with metrics the worker serves /metrics on its web port (runtime.web), the agent and
+    # the feed (here) on the documented ports
+    web = [] if opts.metrics else ["--no-web"]
+    worker, wlog = _child(["worker", *web, "-l", "warning", *cfg_args], opts.log_dir / "worker.log")
     children.append(("worker", worker, wlog))
     if opts.paper:
         args = ["paper", "run", "--account", opts.account, *cfg_args]
         if opts.paper_config is not None:
             args += ["--paper-config", str(opts.paper_config)]
+        if opts.metrics:
+            args += ["--metrics-port", str(PAPER_PORT)]
         agent, plog = _child(args, opts.log_dir / "paper.log")
         children.append(("paper", agent, plog))
     venue = VENUES[opts.venue]()
@@ -162,6 +171,8 @@ def run_live(opts: LiveOptions, runtime: RuntimeConfig) -> dict[str, Any]:
         sink,
         recorder=recorder,
     )
+    if feed_metrics is not None:
+        feed.on_status = feed_metrics.update
     watch = _Watch()
     signals_topic = runtime.topic("signals")
     consumer = Consumer(
@@ -248,6 +259,8 @@ def run_live(opts: LiveOptions, runtime: RuntimeConfig) -> dict[str, Any]:
                     proc.wait()
             out.close()
         consumer.close()
+        if server is not None:
+            server.shutdown()
     if opts.paper:
         watch.account = _account(runtime, opts.account)
     st = feed.stats

@@ -121,6 +121,19 @@ def run(
             "--exit-when-idle", min=0.1, help="Stop once every input is read and quiet this long"
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics at http://HOST:PORT/metrics (documented: 9109; 0: "
+            "any free port; default: off)",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="Address the metrics server binds")
+    ] = "127.0.0.1",
 ) -> None:
     """Run the paper agent: trade the signals topic on an account kept in Redis.
 
@@ -153,6 +166,18 @@ def run(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    metrics = None
+    if metrics_port is not None:
+        from streams.metrics import PaperMetrics, serve
+
+        metrics = PaperMetrics()
+        try:
+            server = serve(metrics.registry, metrics_port, metrics_host)
+        except OSError as e:
+            raise fail(f"cannot serve metrics on {metrics_host}:{metrics_port}: {e}") from None
+        logging.getLogger("quorum.paper").info(
+            "metrics at http://%s:%d/metrics", metrics_host, server.server_port
+        )
     agent = PaperAgent(
         runtime,
         paper_cfg,
@@ -162,6 +187,7 @@ def run(
         checkpoint_every=checkpoint_every,
         checkpoint_interval_s=checkpoint_interval,
         idle_grace_s=idle_grace,
+        metrics=metrics,
     )
     try:
         agent.run(lambda: stopping[0], exit_when_idle_s=exit_when_idle)

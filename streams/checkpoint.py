@@ -127,6 +127,7 @@ class Checkpointer:
         gate: asyncio.Lock | None = None,
         write: Callable[[Callable[[], Any]], Awaitable[Any]] = in_thread,
         before_seal: Callable[[], None] | None = None,
+        on_saved: Callable[[float], None] | None = None,
     ) -> None:
         self.store = store
         self.flush = flush
@@ -139,6 +140,7 @@ class Checkpointer:
         self.gate = gate if gate is not None else asyncio.Lock()
         self.write = write
         self.before_seal = before_seal  # the driver's metadata (positions) into the store
+        self.on_saved = on_saved  # a saved checkpoint's latency in seconds (the metrics)
         self._one_at_a_time = asyncio.Lock()  # a checkpoint builds on the versions of the last
         self.held: list[Any] = []
         self.delay = 0.0  # current backoff; 0 while Redis answers
@@ -223,7 +225,7 @@ class Checkpointer:
             async with self.gate:  # inputs paused: the snapshot matches the held inputs exactly
                 if not self.held and not verify:  # another checkpoint got there first
                     return True
-                self.last = self.clock()
+                self.last = started = self.clock()
                 covered = list(self.held)
                 if self.before_seal is not None:
                     self.before_seal()
@@ -250,6 +252,8 @@ class Checkpointer:
             self.store.committed(prepared)
             if not covered and stats.keys == 0:
                 return True  # a revoke with no live state: nothing was written
+            if self.on_saved is not None:  # sealed (inputs paused), flushed and written
+                self.on_saved(self.clock() - started)
             for event in covered:
                 event.ack()
             acked = {id(e) for e in covered}

@@ -56,6 +56,7 @@ from streams.codecs import (
     encode_vote,
     is_tick_batch,
 )
+from streams.metrics import LAG_INTERVAL_S, WorkerMetrics, exposition, set_current
 from streams.outputs import EXIT_UNDELIVERED, Outputs, OutputsLost, OutputsPending
 from streams.redis_store import RedisStateStore, StateFencedError
 
@@ -129,12 +130,14 @@ def create_app(
     checkpoint_interval_s: float = 2.0,
     on_fenced: Callable[[StateFencedError], None] = exit_fenced,
     on_undelivered: Callable[[OutputsLost], None] = exit_undelivered,
+    metrics: WorkerMetrics | None = None,
 ) -> tuple[faust.App, WorkerCounters]:
     """Build the worker app for ``cfg``; the topics must exist (see streams.topics).
 
     ``topology`` None takes ``runtime.topology``. ``store`` None keeps state in memory (acks
     as usual); a :class:`RedisStateStore` makes the worker checkpoint and hold acks until its
-    state is saved.
+    state is saved. ``metrics`` (a new :class:`WorkerMetrics` when None) are served at
+    ``/metrics`` on the web port when ``web_enabled``.
     """
     kafka = runtime.kafka
     topo: Topology = topology or runtime.topology
@@ -169,6 +172,9 @@ def create_app(
         # their per-message debug calls cost ~5% even when nothing is printed
         logging.getLogger(noisy).setLevel(logging.INFO)
     counters = WorkerCounters()
+    metrics = metrics if metrics is not None else WorkerMetrics()
+    set_current(metrics)  # streams.metrics.record_drift_alarm counts into this worker's
+    tick_counts = metrics.pending_ticks  # per tick: one dict update; flushed per batch
     state: StateStore = store if store is not None else MemoryStateStore()
     redis_store = store if isinstance(store, RedisStateStore) else None
     kernel = Pipeline(
@@ -194,6 +200,7 @@ def create_app(
     # cursor name -> (partition, offset, index) of the last input applied; the keys each
     # cursor covers carry it in their sealed header (see streams.redis_store.DRIVER_META)
     cursors: dict[str, tuple[int, int, int]] = {}
+    processed: dict[Any, int] = {}  # input partition (a TP) -> the next offset to process
     cursor_keys: dict[str, tuple[str, ...]] = {}
 
     def covers(cursor: str, symbol: str) -> tuple[str, ...]:
@@ -250,6 +257,7 @@ def create_app(
         counters=counters,
         gate=gate,
         before_seal=positions_to_meta,
+        on_saved=metrics.checkpoint_done,
     )
 
     async def batches(stream: Any) -> Any:
@@ -307,6 +315,7 @@ def create_app(
     def emit(decision: Decision) -> None:
         signal = decision.signal
         counters.signals += 1
+        metrics.decision(decision)
         outputs.send(signals_name, signal.symbol.encode(), encode_signal(signal))
 
     async def run_batches(stream: Any, handle: Callable[[Any], Awaitable[None]]) -> None:
@@ -317,6 +326,22 @@ def create_app(
                     events = [e for e in events if e.message.tp in current]
                 for event in events:
                     await handle(event)
+                for event in events:  # the next offset to process, for the consumer lag
+                    msg = event.message
+                    processed[msg.tp] = msg.offset + 1
+                if kernel.events:  # drift alarms, mutes, resets: counted and logged
+                    for ev in kernel.take_events():
+                        if ev.kind == "drift_alarm":
+                            metrics.record_drift_alarm(ev.stage, ev.symbol, ev.detail["action"])
+                        log.warning(
+                            "model event %s %s/%s at %d: %s",
+                            ev.kind,
+                            ev.stage,
+                            ev.symbol,
+                            ev.ts,
+                            ev.detail,
+                        )
+                metrics.flush(losses=False)  # those once a second (consumer_lag) and at scrapes
                 due = durable and checkpointer.hold(events)
             if due:
                 await checkpointer.checkpoint("events")
@@ -340,6 +365,7 @@ def create_app(
                     continue  # applied before the last checkpoint: never learn twice
                 cursors[cursor] = (partition, offset, index)
             counters.ticks += 1
+            tick_counts[symbol] += 1
             decision = kernel.process(tick)
             if decision is not None:
                 emit(decision)
@@ -372,6 +398,7 @@ def create_app(
                     cursors[cursor] = (partition, offset, element)
                 if index == 0:
                     counters.ticks += 1
+                    tick_counts[symbol] += 1
                 vote = kernel.vote(index, tick)
                 if vote is not None:
                     outputs.send(votes_name, symbol.encode(), encode_vote(vote))
@@ -429,6 +456,7 @@ def create_app(
                     return
                 for decision in kernel.expire(now):
                     emit(decision)
+                metrics.flush(losses=False)
 
     if redis_store is not None:
         durable_store = redis_store
@@ -534,6 +562,24 @@ def create_app(
             await checkpointer.checkpoint("shutdown")
             log.info("at shutdown %s", counters.line())
 
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def forget_positions(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        for tp in revoked:
+            processed.pop(tp, None)
+
+    @app.timer(interval=LAG_INTERVAL_S)  # type: ignore[untyped-decorator]
+    async def consumer_lag() -> None:
+        metrics.flush()  # with the rolling log-losses
+        await update_lag(app.consumer, processed, metrics)
+
+    if web_enabled:
+
+        @app.page("/metrics", name="quorum-metrics")
+        async def metrics_view(view: Any, request: Any) -> Any:
+            metrics.flush()
+            body, content_type = exposition(metrics.registry, request.headers.get("Accept"))
+            return view.bytes(body, headers={"Content-Type": content_type})
+
     @app.timer(interval=0.05)  # type: ignore[untyped-decorator]
     async def serve_deliveries() -> None:
         outputs.poll()  # failures only; a lost output stops the worker at the next flush
@@ -572,6 +618,27 @@ def create_app(
         log.info("%s", counters.line())
 
     return app, counters
+
+
+async def update_lag(consumer: Any, processed: dict[Any, int], metrics: WorkerMetrics) -> None:
+    """The consumer lag of every assigned input partition: its end offset (one ListOffsets
+    request for all of them) minus the next offset to process. A partition with nothing
+    processed since the start or its assignment counts from the consumer's position. Errors
+    leave the last values (a metric must not disturb the worker)."""
+    try:
+        tps = consumer.assignment()
+        ends = await asyncio.wait_for(consumer.highwaters(*tps), 5.0) if tps else {}
+        positions: dict[tuple[str, int], int] = {}
+        for tp in tps:
+            position = processed.get(tp)
+            if position is None:
+                end = ends.get(tp)
+                position = 0 if not end else await asyncio.wait_for(consumer.position(tp), 5.0)
+            if position is not None and tp in ends:
+                positions[(tp.topic, tp.partition)] = position
+        metrics.set_lag({(tp.topic, tp.partition): end for tp, end in ends.items()}, positions)
+    except Exception as e:  # broad on purpose: a metric must never stop the worker
+        log.debug("consumer lag not refreshed: %r", e)
 
 
 #: How long the broker may hold a fetch with no data. Faust hard-codes 1500 ms; aiokafka leaves a

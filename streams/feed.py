@@ -420,6 +420,9 @@ class Feed:
         self.url = venue.connect_url(cfg.url or venue.url, cfg.symbols)
         #: called with every tick sent and its frame's receive time (benchmarks, the view)
         self.on_emit: Callable[[Tick, int], None] | None = None
+        #: called before every status record with the stats (``per_symbol`` then holds the ticks
+        #: sent since the last), the open connections and the ticks held (the metrics)
+        self.on_status: Callable[[FeedStats, int, int], None] | None = None
 
     async def run(self, stop: asyncio.Event) -> FeedStats:
         tasks = [
@@ -726,4 +729,6 @@ class Feed:
         connected = sum(1 for c in self._conns if c.ws is not None and c.task and not c.task.done())
         held = len(self.reorder) + len(self._pending)
         self.stats.offset_ns = self.offset.value
+        if self.on_status is not None:
+            self.on_status(self.stats, connected, held)
         self.sink.status(self.stats.status(self.clock_ns(), elapsed, connected, held))

@@ -43,6 +43,7 @@ from config.paper import PaperConfig
 from config.runtime import RuntimeConfig
 from models.orders import Fill
 from streams.codecs import DecodeError, decode_signal, decode_tick_record
+from streams.metrics import PaperMetrics
 from streams.outputs import Outputs
 from streams.redis_store import RedisStateStore
 
@@ -173,6 +174,8 @@ class PaperAgent:
         batch: int = 50,
         max_held: int = 5000,
         clock: Callable[[], float] = time.monotonic,
+        metrics: PaperMetrics | None = None,
+        metrics_every_s: float = 1.0,
     ) -> None:
         self.runtime = runtime
         self.cfg = cfg
@@ -194,6 +197,9 @@ class PaperAgent:
         self._eof: dict[tuple[str, int], float] = {}
         self._since_checkpoint = 0
         self._last_checkpoint = clock()
+        self.metrics = metrics  # the account as Prometheus metrics, every metrics_every_s
+        self.metrics_every_s = metrics_every_s
+        self._last_metrics = -float("inf")
 
     # --- state -----------------------------------------------------------------------------
 
@@ -307,6 +313,9 @@ class PaperAgent:
                     last_control = now
                 if self._since_checkpoint and now - self._last_checkpoint >= self.interval:
                     self.checkpoint(outputs, "interval")
+                if self.metrics is not None and now - self._last_metrics >= self.metrics_every_s:
+                    self.metrics.update(st.session, self.stats)
+                    self._last_metrics = now
                 if (
                     exit_when_idle_s is not None
                     and len(self._eof) == sum(partitions.values())
@@ -316,6 +325,8 @@ class PaperAgent:
                     log.info("every partition at its end for %.1f s: stopping", exit_when_idle_s)
                     break
             self.checkpoint(outputs, "stop")
+            if self.metrics is not None:
+                self.metrics.update(st.session, self.stats)
             log.info(
                 "stopped account %s: %d records, %d ticks, %d signals, %d orders, %d fills, "
                 "%d checkpoints (last %d bytes), ticks paused %d times",

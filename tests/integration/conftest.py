@@ -65,7 +65,8 @@ def rt(prefix: str) -> Iterator[RuntimeConfig]:
 
 @pytest.fixture
 def start_worker(prefix: str, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Start ``quorum worker`` processes on this test's topics; all are stopped afterwards."""
+    """Start ``quorum worker`` processes on this test's topics (without the web server unless
+    given ``--web-port``); all are stopped afterwards."""
     procs: list[subprocess.Popen[bytes]] = []
     logs: list[IO[bytes]] = []
 
@@ -73,8 +74,9 @@ def start_worker(prefix: str, tmp_path: Path) -> Iterator[Callable[..., subproce
         env = {**os.environ, "QUORUM_TOPIC_PREFIX": prefix}
         log = (tmp_path / f"worker{len(procs)}.log").open("wb")
         logs.append(log)
+        web = [] if "--web-port" in args else ["--no-web"]  # the web server only when asked
         proc = subprocess.Popen(
-            [sys.executable, "-m", "quorum.cli", "worker", "--no-web", "-l", "info", *args],
+            [sys.executable, "-m", "quorum.cli", "worker", *web, "-l", "info", *args],
             cwd=ROOT,
             env=env,
             stdout=log,
